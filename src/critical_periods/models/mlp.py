@@ -1,0 +1,106 @@
+"""Multi-layer perceptron on flattened inputs (any input shape)."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+# Name -> activation class; the keys are what a config may write in `activation`.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "identity": nn.Identity,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module from its config name (see ``ACTIVATIONS``).
+
+    Never ``inplace=True``: in-place activations break ``torch.func.vmap`` and
+    ``functional_call``, which the probes use for per-example gradients.
+    """
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+class MLP(nn.Module):
+    """Fully connected network on the flattened input.
+
+    Architecture, with D = prod(input_shape) and K = len(widths)::
+
+        x                                                   # (B, *input_shape)
+        flatten                                             # (B, D)
+        for k in 1..K:
+            fc{k}: Linear -> [bn{k}: BatchNorm1d] -> act{k} -> [drop{k}: Dropout]
+                                                            # (B, widths[k-1])
+        head: Linear(widths[-1], num_classes)               # (B, num_classes)
+
+    The Linear layers drop their bias when followed by BatchNorm (its shift replaces it).
+    Achille et al. (2019) use widths 2500-2000-1500-1000-500 with BatchNorm for MNIST:
+    ``MLP(input_shape, 10, widths=(2500, 2000, 1500, 1000, 500), batch_norm=True)``.
+
+    Args:
+        input_shape: per-example shape without batch, any rank, e.g. (1, 40) or (3, 32, 32).
+        num_classes: number of output logits.
+        widths: hidden layer widths, at least one.
+        activation: a key of ``ACTIVATIONS``.
+        batch_norm: add BatchNorm1d after each hidden Linear.
+        dropout: dropout probability after each hidden activation, in [0, 1).
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        widths: Sequence[int] = (512, 512, 512),
+        activation: str = "relu",
+        batch_norm: bool = False,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        input_shape = tuple(int(s) for s in input_shape)
+        if len(input_shape) == 0 or min(input_shape) < 1:
+            raise ValueError(f"input_shape must be non-empty with positive sizes, got {input_shape}")
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        # A bare int is most likely a typo for a one-element list; say so instead of guessing.
+        if isinstance(widths, (int, str)) or len(widths) == 0:
+            raise ValueError(f"widths must be a non-empty list of positive ints, got {widths!r}")
+        widths = tuple(int(w) for w in widths)
+        if min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty list of positive ints, got {list(widths)}")
+        make_activation(activation)  # validates the name before any layer is built
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.flatten = nn.Flatten()
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        fan_in = math.prod(input_shape)
+        for k, width in enumerate(widths, start=1):
+            layers[f"fc{k}"] = nn.Linear(fan_in, width, bias=not batch_norm)
+            if batch_norm:
+                layers[f"bn{k}"] = nn.BatchNorm1d(width)
+            layers[f"act{k}"] = make_activation(activation)
+            if dropout > 0:
+                layers[f"drop{k}"] = nn.Dropout(dropout)
+            fan_in = width
+        self.features = nn.Sequential(layers)
+        self.head = nn.Linear(fan_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(x)  # (B, D)
+        x = self.features(x)  # (B, widths[-1])
+        return self.head(x)  # (B, num_classes)

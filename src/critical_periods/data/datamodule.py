@@ -1,0 +1,137 @@
+"""The DeficitDataModule: in-memory splits, normalised, with a deficit switched on and off by epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+
+from critical_periods.data.arrays import DataArrays
+from critical_periods.data.batches import TensorBatches
+from critical_periods.data.deficits import Deficit, NoDeficit
+
+# Validation loaders: index 0 is the clean view, index 1 the same examples through the deficit.
+CLEAN, DEFICIT_VIEW = 0, 1
+
+
+def seeded_split(num_examples: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``(kept, held_out)`` with ``round(fraction * n)`` held out, drawn from ``seed``."""
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed))
+    held = round(fraction * num_examples)
+    return order[held:], order[:held]
+
+
+def stratified_pick(y: torch.Tensor, size: int, seed: int) -> torch.Tensor:
+    """``size`` indices spread as evenly as possible over the classes (round-robin over classes,
+    each class in a seeded random order)."""
+    if not 0 < size <= len(y):
+        raise ValueError(f"probe set size {size} is not allowed: it must be between 1 and {len(y)} (the training set)")
+    generator = torch.Generator().manual_seed(seed)
+    per_class = []
+    for c in torch.unique(y):
+        members = torch.nonzero(y == c).flatten()
+        per_class.append(members[torch.randperm(len(members), generator=generator)])
+    # Interleave: the k-th example of every class before the (k+1)-th of any.
+    longest = max(len(m) for m in per_class)
+    rounds = [m[k] for k in range(longest) for m in per_class if k < len(m)]
+    return torch.stack(rounds[:size])
+
+
+class DeficitDataModule(pl.LightningDataModule):
+    """Holds a data set as tensors and applies ``deficit`` to training batches during its window.
+
+    Args:
+        source: a callable returning :class:`DataArrays` (a Hydra ``_partial_`` loader).
+        deficit: the deficit and its window; ``None`` for clean training.
+        batch_size: training batch size.
+        val_fraction: share of the training data held out for validation (seeded).
+        test_fraction: share held out for testing when the data set has no official test set.
+        eval_batch_size: batch size for validation and test (no gradients, so larger).
+        seed: split seed (the run's seed); the shuffling order derives from it too.
+    """
+
+    def __init__(
+        self,
+        source: Callable[[], DataArrays],
+        deficit: Deficit | None = None,
+        batch_size: int = 128,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        eval_batch_size: int = 1024,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"data.batch_size={batch_size!r} is not allowed: it must be a whole number >= 1")
+        for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"data.{key}={value!r} is not allowed: it must be strictly between 0 and 1")
+        self.source = source
+        self.deficit = deficit if deficit is not None else NoDeficit()
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:  # train() calls this before fit to learn the shapes; Lightning calls it again
+            return
+        arrays = self.source()
+        x, y = arrays.x_train, arrays.y_train
+        if arrays.x_test is None:
+            keep, held = seeded_split(len(x), self.test_fraction, self.seed)
+            x_test, y_test = x[held], y[held]
+            x, y = x[keep], y[keep]
+        else:
+            x_test, y_test = arrays.x_test, arrays.y_test
+        keep, held = seeded_split(len(x), self.val_fraction, self.seed + 1)
+        x_train, y_train, x_val, y_val = x[keep], y[keep], x[held], y[held]
+
+        # Per-channel statistics of the training split only, so nothing leaks from val/test.
+        reduce_dims = [0] + list(range(2, x_train.dim()))
+        mean = x_train.mean(dim=reduce_dims, keepdim=True)
+        std = x_train.std(dim=reduce_dims, keepdim=True).clamp_min(1e-8)
+        normalise = lambda t: ((t - mean) / std).float().contiguous()  # noqa: E731
+        self.x_train, self.y_train = normalise(x_train), y_train
+        self.x_val, self.y_val = normalise(x_val), y_val
+        self.x_test, self.y_test = normalise(x_test), y_test
+        self.num_classes = arrays.num_classes
+        self.input_shape = tuple(self.x_train.shape[1:])
+        self.deficit.bind(self.input_shape, self.num_classes)
+        self._ready = True
+
+    # -- loaders -------------------------------------------------------------------------------
+    def train_dataloader(self) -> TensorBatches:
+        return TensorBatches(self.x_train, self.y_train, self.batch_size, shuffle=True, seed=self.seed)
+
+    def val_dataloader(self) -> list[TensorBatches]:
+        clean = TensorBatches(self.x_val, self.y_val, self.eval_batch_size)
+        if isinstance(self.deficit, NoDeficit):
+            return [clean]
+        return [clean, TensorBatches(self.x_val, self.y_val, self.eval_batch_size)]
+
+    def test_dataloader(self) -> TensorBatches:
+        return TensorBatches(self.x_test, self.y_test, self.eval_batch_size)
+
+    # -- the deficit -----------------------------------------------------------------------------
+    @property
+    def deficit_active(self) -> bool:
+        return self.trainer is not None and self.deficit.active(self.trainer.current_epoch)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        # Runs on the device, after the transfer. Evaluation stays clean except the deficit view.
+        trainer = self.trainer
+        if trainer is None or not self.deficit_active:
+            return batch
+        in_validation = trainer.validating or trainer.sanity_checking
+        if trainer.training or (in_validation and dataloader_idx == DEFICIT_VIEW):
+            return self.deficit.transform(*batch)
+        return batch
+
+    def probe_set(self, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean, normalised training examples, stratified by class and chosen by ``seed``."""
+        index = stratified_pick(self.y_train, size, seed)
+        return self.x_train[index], self.y_train[index]

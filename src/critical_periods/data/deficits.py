@@ -1,0 +1,166 @@
+"""Sensory deficits (Achille et al. 2019) as pure batch functions, and the window that schedules them.
+
+Inputs are batches shaped ``(B, C, L)`` (1-D signals) or ``(B, C, H, W)`` (images), already
+normalised by the data module (per-channel mean 0, std 1 on the training set). Every function
+works on whatever device the batch is on; none touches the global RNG.
+
+A :class:`Deficit` is active while ``onset <= epoch < onset + length``. The data module applies it
+to training batches only (and to an extra "deficit view" of the validation set); evaluation always
+sees clean data.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def blur(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Area-downsample every spatial axis to ``size``, then (bi)linearly upsample back.
+
+    Images ``(B, C, H, W)`` go through ``size x size``; signals ``(B, C, L)`` through ``size`` samples.
+    The paper blurs 32x32 CIFAR images through 8x8.
+
+    >>> x = torch.arange(8.0).reshape(1, 1, 8)
+    >>> blur(x, 2).shape
+    torch.Size([1, 1, 8])
+    """
+    spatial = tuple(x.shape[2:])
+    if len(spatial) == 1:
+        small = F.interpolate(x, size=size, mode="area")
+        return F.interpolate(small, size=spatial, mode="linear", align_corners=False)
+    if len(spatial) == 2:
+        small = F.interpolate(x, size=(size, size), mode="area")
+        return F.interpolate(small, size=spatial, mode="bilinear", align_corners=False)
+    raise ValueError(f"blur expects (B, C, L) or (B, C, H, W) batches, got shape {tuple(x.shape)}")
+
+
+def vertical_flip(x: torch.Tensor) -> torch.Tensor:
+    """Flip images upside down (the H axis); reverse 1-D signals (the L axis)."""
+    if x.dim() in (3, 4):  # axis 2 is H for images and L for signals
+        return torch.flip(x, dims=(2,))
+    raise ValueError(f"vertical_flip expects (B, C, L) or (B, C, H, W) batches, got shape {tuple(x.shape)}")
+
+
+def white_noise(x: torch.Tensor, generator: torch.Generator, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
+    """Replace the batch by Gaussian white noise with the data's mean and std (0 and 1 after normalisation)."""
+    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return noise * std + mean
+
+
+def permute_labels(y: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """Map class ``i`` to ``permutation[i]``: a fixed relabelling, not per-sample random labels."""
+    return permutation.to(y.device)[y]
+
+
+class Deficit:
+    """A deficit applied during the epochs ``[onset, onset + length)``.
+
+    Subclasses implement :meth:`transform`. :meth:`bind` is called once the data's shape is known,
+    to validate options against it and to draw seeded state (a permutation, a noise generator).
+    """
+
+    kind = "abstract"
+
+    def __init__(self, onset: int = 0, length: int = 0, seed: int = 0) -> None:
+        for key, value in (("onset", onset), ("length", length)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"deficit.{key}={value!r} is not allowed: it must be a whole number of epochs >= 0")
+        self.onset = onset
+        self.length = length
+        self.seed = seed
+
+    @property
+    def end(self) -> int:
+        """First clean epoch after the window."""
+        return self.onset + self.length
+
+    def active(self, epoch: int) -> bool:
+        return self.onset <= epoch < self.end
+
+    def bind(self, input_shape: tuple[int, ...], num_classes: int) -> None:
+        """Check options against the data and prepare seeded state. Default: nothing to do."""
+
+    def transform(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(onset={self.onset}, length={self.length})"
+
+
+class NoDeficit(Deficit):
+    """Clean training. ``onset``/``length`` still set the schedule, so a control run can have the
+    same number of epochs as the deficit runs it is compared with."""
+
+    kind = "none"
+
+    def active(self, epoch: int) -> bool:
+        return False
+
+    def transform(self, x, y):
+        return x, y
+
+
+class Blur(Deficit):
+    """Blur through ``size`` samples per spatial axis; ``size=None`` means a quarter of the input
+    (8x8 for 32x32 images, 10 samples for 40-sample mnist1d signals)."""
+
+    kind = "blur"
+
+    def __init__(self, onset: int = 0, length: int = 0, seed: int = 0, size: int | None = None) -> None:
+        super().__init__(onset, length, seed)
+        self.size = size
+
+    def bind(self, input_shape, num_classes):
+        spatial = input_shape[1:]
+        smallest = min(spatial)
+        if self.size is None:
+            self.size = max(1, smallest // 4)
+        if not isinstance(self.size, int) or not 1 <= self.size <= smallest:
+            raise ValueError(
+                f"deficit.size={self.size!r} is not allowed for inputs of shape {tuple(input_shape)}: "
+                f"it must be a whole number between 1 and {smallest} (the smallest spatial size), or null "
+                f"for a quarter of it"
+            )
+
+    def transform(self, x, y):
+        return blur(x, self.size), y
+
+
+class VerticalFlip(Deficit):
+    kind = "vertical_flip"
+
+    def transform(self, x, y):
+        return vertical_flip(x), y
+
+
+class LabelPermutation(Deficit):
+    """A fixed permutation of the classes drawn from ``seed`` (it may leave some classes in place,
+    as a uniform random permutation does)."""
+
+    kind = "label_permutation"
+
+    def bind(self, input_shape, num_classes):
+        generator = torch.Generator().manual_seed(self.seed)
+        self.permutation = torch.randperm(num_classes, generator=generator)
+
+    def transform(self, x, y):
+        return x, permute_labels(y, self.permutation)
+
+
+class Noise(Deficit):
+    """White noise in place of the inputs. Draws come from the deficit's own seeded generator, so
+    switching the deficit on does not shift the random streams that training uses."""
+
+    kind = "noise"
+
+    def bind(self, input_shape, num_classes):
+        self._generators: dict[torch.device, torch.Generator] = {}
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[device]
+
+    def transform(self, x, y):
+        return white_noise(x, self._generator(x.device)), y

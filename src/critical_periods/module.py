@@ -1,0 +1,87 @@
+"""The LightningModule: cross-entropy classification with an epoch-wise learning-rate schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from critical_periods.data.datamodule import DEFICIT_VIEW
+from critical_periods.schedule import LrFactor
+
+
+class ClassifierModule(pl.LightningModule):
+    """Trains ``model`` (a plain ``nn.Module``, kept as ``self.model`` for the probes).
+
+    Logged names: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (clean data),
+    ``val_deficit/acc`` (the validation set through the deficit, while it is active),
+    ``test/loss``, ``test/acc``, ``lr`` and ``deficit/active`` per epoch.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        num_classes: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        lr_factor: LrFactor,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.lr_factor = lr_factor
+        self.diverged = False
+        metric = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
+        self.train_acc, self.val_acc, self.val_deficit_acc, self.test_acc = metric(), metric(), metric(), metric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _deficit_active(self) -> bool:
+        datamodule = self.trainer.datamodule
+        return bool(getattr(datamodule, "deficit_active", False))
+
+    def on_train_epoch_start(self) -> None:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log_dict({"lr": lr, "deficit/active": float(self._deficit_active())}, on_step=False, on_epoch=True)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            # Stop rather than poison the weights; train() records the run as "diverged".
+            self.diverged = True
+            self.trainer.should_stop = True
+            return None
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return {"loss": loss}
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        x, y = batch
+        logits = self.model(x)
+        if dataloader_idx == DEFICIT_VIEW:
+            if self._deficit_active():
+                self.val_deficit_acc(logits, y)
+                self.log("val_deficit/acc", self.val_deficit_acc, add_dataloader_idx=False)
+            return
+        self.val_acc(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), add_dataloader_idx=False)
+        self.log("val/acc", self.val_acc, add_dataloader_idx=False)
+
+    def test_step(self, batch, batch_idx):
+        x, y = batch
+        logits = self.model(x)
+        self.test_acc(logits, y)
+        self.log("test/loss", F.cross_entropy(logits, y))
+        self.log("test/acc", self.test_acc)
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,77 @@
+"""How long a run trains, and how its learning rate moves, given the deficit window.
+
+Achille et al. train a fixed number of clean epochs *after* the deficit is removed, so the total
+grows with ``onset + length`` (``mode=after_deficit``); ``mode=fixed`` trains ``epochs`` in all.
+Whether the learning-rate schedule restarts when the deficit ends changes the curves, so it is an
+explicit option (``lr_restart``), never a hidden choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODES = ("after_deficit", "fixed")
+LR_SCHEDULES = ("constant", "exponential", "step")
+
+
+@dataclass
+class LrFactor:
+    """Multiplier of the base learning rate at ``epoch`` (a ``LambdaLR`` lambda; a dataclass, not a
+    closure, so the scheduler's state saves into checkpoints).
+
+    ``exponential``: ``gamma ** e``; ``step``: ``gamma ** (e // step_size)``; ``constant``: 1, where
+    ``e`` is the epoch counted from 0, or from ``restart_epoch`` once it is reached.
+
+    >>> LrFactor("exponential", gamma=0.5, restart_epoch=2)(3)
+    0.5
+    """
+
+    kind: str = "constant"
+    gamma: float = 1.0
+    step_size: int = 1
+    restart_epoch: int | None = None
+
+    def __call__(self, epoch: int) -> float:
+        if self.restart_epoch is not None and epoch >= self.restart_epoch:
+            epoch -= self.restart_epoch
+        if self.kind == "exponential":
+            return self.gamma**epoch
+        if self.kind == "step":
+            return self.gamma ** (epoch // self.step_size)
+        return 1.0
+
+
+def _whole(key: str, value, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"schedule.{key}={value!r} is not allowed: it must be a whole number >= {minimum}")
+    return value
+
+
+def total_epochs(mode: str, deficit_end: int, epochs: int, epochs_after_deficit: int) -> int:
+    """Epochs in the run; raises if the deficit window does not fit a fixed schedule."""
+    if mode == "after_deficit":
+        total = deficit_end + _whole("epochs_after_deficit", epochs_after_deficit, 0)
+        if total < 1:
+            raise ValueError("schedule.epochs_after_deficit=0 with no deficit window leaves nothing to train: set it >= 1")
+        return total
+    if mode == "fixed":
+        _whole("epochs", epochs, 1)
+        if deficit_end > epochs:
+            raise ValueError(
+                f"the deficit window ends at epoch {deficit_end} (deficit.onset + deficit.length) but "
+                f"schedule.epochs={epochs}: with schedule.mode=fixed the window must end by the last epoch; "
+                f"raise schedule.epochs or use schedule.mode=after_deficit"
+            )
+        return epochs
+    raise ValueError(f"schedule.mode={mode!r} is not allowed: choose one of {', '.join(MODES)}")
+
+
+def lr_factor(kind: str, gamma: float, step_size: int, restart: bool, deficit_end: int, deficit_length: int) -> LrFactor:
+    """The ``LrFactor`` for a schedule config; ``restart`` only takes effect when there is a deficit."""
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"schedule.lr_schedule={kind!r} is not allowed: choose one of {', '.join(LR_SCHEDULES)}")
+    if not gamma > 0:
+        raise ValueError(f"schedule.lr_gamma={gamma!r} is not allowed: it must be > 0")
+    _whole("lr_step_size", step_size, 1)
+    restart_epoch = deficit_end if restart and deficit_length > 0 else None
+    return LrFactor(kind, float(gamma), step_size, restart_epoch)

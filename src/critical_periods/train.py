@@ -1,0 +1,132 @@
+"""The Hydra entry point: ``python -m critical_periods.train [overrides]`` (``-m`` for a sweep).
+
+``train(cfg)`` builds everything from the composed config, fits, tests, and writes the run record;
+the ``@hydra.main`` function only calls it, and the tests call ``train`` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from critical_periods.data.datamodule import DeficitDataModule
+from critical_periods.module import ClassifierModule
+from critical_periods.records import SUMMARY_FILE, RunRecordLogger, write_json_atomic
+from critical_periods.schedule import lr_factor, total_epochs
+from critical_periods.wandb_run import finish_wandb, make_wandb_logger
+
+log = logging.getLogger(__name__)
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's per-fit chatter (GPU/TPU availability lines, advertising tips); keep warnings."""
+    for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def build_datamodule(cfg: DictConfig) -> DeficitDataModule:
+    """The data module with its deficit bound to the data: loads the data and checks the deficit's
+    options against it, so bad input fails here, before any model is built."""
+    deficit = hydra.utils.instantiate(cfg.deficit)
+    datamodule = hydra.utils.instantiate(cfg.data, deficit=deficit, seed=cfg.seed)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list, callbacks: list) -> pl.Trainer:
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    if trainer_cfg.get("enable_progress_bar") is None:
+        trainer_cfg["enable_progress_bar"] = sys.stderr.isatty()
+    return hydra.utils.instantiate(
+        trainer_cfg,
+        max_epochs=max_epochs,
+        logger=loggers,
+        callbacks=callbacks,
+        default_root_dir=cfg.paths.output_dir,
+    )
+
+
+def summary_of(cfg: DictConfig, datamodule: DeficitDataModule | None, epochs: int | None) -> dict[str, Any]:
+    """The essentials every analysis needs, beside the resolved config."""
+    deficit = datamodule.deficit if datamodule is not None else None
+    return {
+        "deficit": deficit.kind if deficit is not None else cfg.deficit.get("_target_", "").rsplit(".", 1)[-1],
+        "onset": cfg.deficit.onset,
+        "length": cfg.deficit.length,
+        "epochs": epochs,
+        "seed": cfg.seed,
+        "name": cfg.name,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+
+
+def final_metrics(trainer: pl.Trainer, test_results: list[dict[str, float]]) -> dict[str, float]:
+    metrics = {f"final/{key.replace('/', '_')}": float(value) for key, value in trainer.callback_metrics.items()}
+    test_acc = test_results[0]["test/acc"]
+    metrics.update({"final/test_acc": test_acc, "final/test_error": 1.0 - test_acc})
+    metrics["final/test_loss"] = test_results[0]["test/loss"]
+    return metrics
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit and test one run; write ``summary.json`` (status completed/diverged/failed) whatever happens.
+
+    Returns the summary. Errors in the config are raised before anything is trained, and leave no
+    summary (there is no run to describe).
+    """
+    quiet_lightning()
+    out_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    # Everything that can reject the config runs first.
+    datamodule = build_datamodule(cfg)
+    schedule = cfg.schedule
+    epochs = total_epochs(schedule.mode, datamodule.deficit.end, schedule.epochs, schedule.epochs_after_deficit)
+    factor = lr_factor(
+        schedule.lr_schedule, schedule.lr_gamma, schedule.lr_step_size, schedule.lr_restart,
+        datamodule.deficit.end, datamodule.deficit.length,
+    )
+    model = hydra.utils.instantiate(cfg.model)(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    module = ClassifierModule(model, datamodule.num_classes, hydra.utils.instantiate(cfg.optim), factor)
+
+    summary = summary_of(cfg, datamodule, epochs)
+    loggers: list = [RunRecordLogger(out_dir)]
+    if cfg.logger:
+        loggers.append(make_wandb_logger(cfg, out_dir))
+    callbacks = [hydra.utils.instantiate(cfg.probes)] if cfg.get("probes") else []
+    trainer = build_trainer(cfg, epochs, loggers, callbacks)
+
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        if module.diverged:
+            summary.update(status="diverged", epochs_trained=trainer.current_epoch)
+        else:
+            test_results = trainer.test(module, datamodule=datamodule, verbose=False)
+            summary.update(final_metrics(trainer, test_results), status="completed", epochs_trained=trainer.current_epoch)
+            for logger in loggers:
+                logger.log_metrics({k: v for k, v in summary.items() if k.startswith("final/")}, step=trainer.global_step)
+    except BaseException as error:  # KeyboardInterrupt too: the record must say the run did not finish
+        summary.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+        raise
+    finally:
+        write_json_atomic(out_dir / SUMMARY_FILE, summary)
+        finish_wandb(failed=summary["status"] == "failed")
+    log.info("%s: %s, test error %s -> %s", summary["status"], out_dir, summary.get("final/test_error"), out_dir / SUMMARY_FILE)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    summary = train(cfg)
+    return summary.get("final/test_error")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's per-fit chatter (GPU/TPU availability lines, advertising tips); keep warnings."""
+    """Drop Lightning's per-fit chatter (GPU/TPU availability lines, advertising tips) and a
+    deprecation notice it triggers inside torch; keep every other warning."""
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -104,7 +108,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, epochs, loggers, callbacks)
 
     try:
+        started = time.perf_counter()
         trainer.fit(module, datamodule=datamodule)
+        summary["fit_seconds"] = time.perf_counter() - started
         if module.diverged:
             summary.update(status="diverged", epochs_trained=trainer.current_epoch)
         else:

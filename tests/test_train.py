@@ -1,0 +1,99 @@
+"""The training entry point: in-process runs for the record's contents, real subprocesses for the CLI."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from critical_periods.module import ClassifierModule
+from critical_periods.records import read_metrics, read_summary
+from critical_periods.train import train
+
+from conftest import TINY, run_cli
+
+
+def test_run_writes_a_complete_record(make_cfg, tmp_path):
+    summary = train(make_cfg("deficit=blur", "deficit.length=2", "schedule.epochs_after_deficit=1"))
+    on_disk = read_summary(tmp_path)
+    assert on_disk == json.loads(json.dumps(summary))
+    assert on_disk["status"] == "completed"
+    assert (on_disk["deficit"], on_disk["onset"], on_disk["length"], on_disk["epochs"], on_disk["seed"]) == ("blur", 0, 2, 3, 0)
+    assert on_disk["final/test_error"] == pytest.approx(1 - on_disk["final/test_acc"])
+    assert on_disk["config"]["model"]["widths"] == [32]
+    rows = read_metrics(tmp_path)
+    active = {r["epoch"]: r["deficit/active"] for r in rows if "deficit/active" in r}
+    assert active == {0: 1.0, 1: 1.0, 2: 0.0}
+    deficit_view = sorted(r["epoch"] for r in rows if "val_deficit/acc" in r)
+    assert deficit_view == [0, 1]  # logged only while the deficit is on
+    assert sorted(r["epoch"] for r in rows if "val/acc" in r) == [0, 1, 2]
+    assert any(r.get("final/test_acc") == on_disk["final/test_acc"] for r in rows)
+
+
+def test_lr_decays_per_epoch(make_cfg, tmp_path):
+    train(make_cfg("optim.lr=0.1", "schedule.lr_gamma=0.5"))
+    lrs = [r["lr"] for r in read_metrics(tmp_path) if "lr" in r]
+    assert lrs == pytest.approx([0.1, 0.05])
+
+
+def test_non_finite_loss_is_recorded_as_diverged(make_cfg, tmp_path):
+    summary = train(make_cfg("optim.lr=1e12", "optim.momentum=0.0", "deficit.length=3", "schedule.epochs_after_deficit=5"))
+    assert summary["status"] == "diverged"
+    assert read_summary(tmp_path)["status"] == "diverged"
+    assert summary["epochs_trained"] < 8
+    assert "final/test_error" not in summary
+
+
+def test_a_crash_mid_training_is_recorded_as_failed_and_reraised(make_cfg, tmp_path, monkeypatch):
+    original = ClassifierModule.training_step
+
+    def crash_in_second_epoch(self, batch, batch_idx):
+        if self.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(ClassifierModule, "training_step", crash_in_second_epoch)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(make_cfg())
+    summary = read_summary(tmp_path)
+    assert summary["status"] == "failed" and "simulated crash" in summary["error"]
+    assert {r["epoch"] for r in read_metrics(tmp_path)} == {0}  # what was logged before the crash stays
+
+
+def test_cli_run_from_another_directory_writes_a_valid_summary(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli(*TINY, "logger=wandb", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and 0.0 <= summary["final/test_error"] <= 1.0
+    assert read_metrics(run_dir)
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1
+    assert "GPU available" not in result.stdout + result.stderr  # Lightning's chatter is silenced
+
+
+def test_multirun_writes_one_record_and_one_wandb_run_per_job(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("-m", *TINY, "logger=wandb", "deficit.length=1,2", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.parent for p in sweep_dir.glob("*/summary.json"))
+    assert [read_summary(j)["length"] for j in jobs] == [1, 2]
+    assert all(read_summary(j)["status"] == "completed" for j in jobs)
+    runs = [list((j / "wandb").glob("offline-run-*")) for j in jobs]
+    assert [len(r) for r in runs] == [1, 1]  # each job finished its own W&B run
+    assert runs[0][0].name != runs[1][0].name
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["deficit=fog"], "Could not find 'deficit/fog'"),
+    (["deficit.onset=-1"], "deficit.onset=-1 is not allowed"),
+    (["schedule.mode=fixed", "schedule.epochs=3", "deficit.length=5"], "ends at epoch 5"),
+    (["deficit=blur", "deficit.size=100"], "deficit.size=100 is not allowed"),
+    (["data=cifar10", "paths.data_dir=nowhere"], "cifar-10-batches-py"),
+])
+def test_bad_input_fails_before_training_with_a_clear_message(tmp_path, overrides, message):
+    run_dir = tmp_path / "run"
+    other_data = any(o.startswith("data=") for o in overrides)
+    tiny = [o for o in TINY if not (other_data and o.startswith("data."))]  # keys of mnist1d only
+    result = run_cli(*tiny, *overrides, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-3000:]
+    assert not (run_dir / "summary.json").exists() and not (run_dir / "metrics.jsonl").exists()

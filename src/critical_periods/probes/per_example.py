@@ -1,0 +1,325 @@
+"""Per-example gradients, layer by layer, without materialising them where the layer allows it.
+
+For a loss ``l_i`` that depends on the network only through the logits ``z_i = f(x_i)``, the chain rule
+gives ``grad_w l_i = J_i^T v_i`` with ``v_i = dl_i/dz_i`` (for cross-entropy with label ``y``:
+``v_i = softmax(z_i) - e_y``). So one forward pass serves any number of "directions" ``v``: each is one
+batched backward pass from the logits to the outputs of every layer.
+
+A *layer* is a module with trainable parameters of its own (``named_modules()`` name; the root
+module, if it owns parameters, is called ``"root"``). Per layer, the per-example gradients are kept in
+the cheapest exact form:
+
+* ``nn.Linear`` on (N, in) inputs, called once: the gradient is the outer product ``d_i a_i^T`` of the
+  output gradient ``d_i`` and the input ``a_i`` (plus ``d_i`` for the bias), so
+  ``||g_i||^2 = (||a_i||^2 + 1) ||d_i||^2`` and ``<g_i, g_j> = (a_i.a_j + 1)(d_i.d_j)``:
+  :class:`FactoredGradients`, O(N (in + out)) memory.
+* ``nn.Linear`` on (N, ..., in) inputs, ``nn.Conv1d``/``nn.Conv2d`` (zero padding given as numbers),
+  eval-mode BatchNorm: the per-example gradient is a sum over positions, formed explicitly by an
+  einsum over unfolded patches: :class:`DenseGradients`, O(N P_layer) memory.
+* anything else (LayerNorm, custom parameters, ``padding="same"``...): ``torch.func``
+  ``vmap(grad(functional_call))`` over the examples, restricted to that layer's parameters.
+
+Sums over positions and over repeated calls of a module are handled by the dense forms, so weight
+sharing within a forward pass is exact too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
+
+ROOT_LAYER = "root"
+
+Method = Literal["auto", "functional"]
+
+
+class LayerGradients(Protocol):
+    """Per-example gradients of one layer's parameters for n examples."""
+
+    def __len__(self) -> int: ...
+
+    def squared_norms(self) -> Tensor:
+        """(n,) float64: ``||g_i||^2``."""
+        ...
+
+    def gram(self) -> Tensor:
+        """(n, n) float64: ``<g_i, g_j>``."""
+        ...
+
+    def mean(self) -> Tensor:
+        """(P_layer,) float64: ``(1/n) sum_i g_i``, flattened."""
+        ...
+
+
+@dataclass
+class FactoredGradients:
+    """``g_i = d_i [a_i; 1]^T`` for a Linear layer: weight gradient ``d_i a_i^T``, bias gradient ``d_i``."""
+
+    inputs: Tensor  # (n, in)   a_i
+    output_grads: Tensor  # (n, out)  d_i
+    has_weight: bool
+    has_bias: bool
+
+    def __len__(self) -> int:
+        return self.output_grads.shape[0]
+
+    def _input_inner(self, a: Tensor, b: Tensor) -> Tensor:
+        # <[a_i;1], [b_j;1]> restricted to the trainable parts
+        inner = a @ b.T if self.has_weight else a.new_zeros(a.shape[0], b.shape[0])
+        return inner + float(self.has_bias)
+
+    def squared_norms(self) -> Tensor:
+        a, d = self.inputs.double(), self.output_grads.double()
+        input_sq = a.square().sum(1) if self.has_weight else torch.zeros_like(a[:, 0])
+        return (input_sq + float(self.has_bias)) * d.square().sum(1)
+
+    def gram(self) -> Tensor:
+        # Products in the layer's dtype (fast), summed over layers in float64 by the caller.
+        a, d = self.inputs, self.output_grads
+        return (self._input_inner(a, a) * (d @ d.T)).double()
+
+    def mean(self) -> Tensor:
+        a, d = self.inputs.double(), self.output_grads.double()
+        n = len(self)
+        parts = []
+        if self.has_weight:
+            parts.append((d.T @ a).flatten() / n)  # (out, in), the weight's layout
+        if self.has_bias:
+            parts.append(d.mean(0))
+        return torch.cat(parts)
+
+
+@dataclass
+class DenseGradients:
+    """Explicit per-example gradients, flattened: (n, P_layer)."""
+
+    gradients: Tensor
+
+    def __len__(self) -> int:
+        return self.gradients.shape[0]
+
+    def squared_norms(self) -> Tensor:
+        return self.gradients.double().square().sum(1)
+
+    def gram(self) -> Tensor:
+        g = self.gradients
+        return (g @ g.T).double()
+
+    def mean(self) -> Tensor:
+        return self.gradients.double().mean(0)
+
+
+def concatenate(blocks: Sequence[LayerGradients]) -> LayerGradients:
+    """Stack one layer's per-example gradients from consecutive chunks of examples."""
+    first = blocks[0]
+    if all(isinstance(b, FactoredGradients) for b in blocks):
+        return FactoredGradients(
+            torch.cat([b.inputs for b in blocks]),
+            torch.cat([b.output_grads for b in blocks]),
+            first.has_weight,
+            first.has_bias,
+        )
+    # A layer can come out factored in one chunk and dense in another only if its inputs change
+    # shape between chunks; densify to be safe.
+    return DenseGradients(torch.cat([_densify(b) for b in blocks]))
+
+
+def _densify(block: LayerGradients) -> Tensor:
+    if isinstance(block, DenseGradients):
+        return block.gradients
+    d, a = block.output_grads, block.inputs
+    parts = []
+    if block.has_weight:
+        parts.append(torch.einsum("no,ni->noi", d, a).flatten(1))
+    if block.has_bias:
+        parts.append(d)
+    return torch.cat(parts, 1)
+
+
+def parametrised_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules with trainable parameters of their own, by ``named_modules()`` name (root: ``"root"``)."""
+    return {
+        name or ROOT_LAYER: module
+        for name, module in model.named_modules()
+        if any(p.requires_grad for p in module.parameters(recurse=False))
+    }
+
+
+def _trainable(module: nn.Module, name: str) -> bool:
+    parameter = getattr(module, name, None)
+    return isinstance(parameter, nn.Parameter) and parameter.requires_grad
+
+
+def _only_weight_and_bias(module: nn.Module) -> bool:
+    return {n for n, _ in module.named_parameters(recurse=False)} <= {"weight", "bias"}
+
+
+def _has_hook_formula(module: nn.Module) -> bool:
+    """Whether the per-example gradients follow from the layer's input and output gradient."""
+    if not _only_weight_and_bias(module):
+        return False
+    if isinstance(module, nn.Linear):
+        return True
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return module.padding_mode == "zeros" and not isinstance(module.padding, str)
+    if isinstance(module, _BatchNorm):
+        return True
+    return False
+
+
+def _linear_dense(module: nn.Linear, a: Tensor, d: Tensor) -> Tensor:
+    a = a.reshape(a.shape[0], -1, a.shape[-1])  # (n, T, in)
+    d = d.reshape(d.shape[0], -1, d.shape[-1])  # (n, T, out)
+    parts = []
+    if _trainable(module, "weight"):
+        parts.append(torch.einsum("nto,nti->noi", d, a).flatten(1))
+    if _trainable(module, "bias"):
+        parts.append(d.sum(1))
+    return torch.cat(parts, 1)
+
+
+def _conv_dense(module: nn.Conv1d | nn.Conv2d, a: Tensor, d: Tensor) -> Tensor:
+    if isinstance(module, nn.Conv1d):  # treat as a 2-D convolution over a height-1 image
+        a, d = a.unsqueeze(2), d.unsqueeze(2)
+        kernel, dilation = (1, *module.kernel_size), (1, *module.dilation)
+        padding, stride = (0, *module.padding), (1, *module.stride)
+    else:
+        kernel, dilation, padding, stride = (
+            module.kernel_size,
+            module.dilation,
+            module.padding,
+            module.stride,
+        )
+    n, groups = a.shape[0], module.groups
+    patches = F.unfold(a, kernel, dilation=dilation, padding=padding, stride=stride)  # (n, C_in k, T)
+    patches = patches.reshape(n, groups, -1, patches.shape[-1])  # (n, g, C_in/g k, T)
+    d = d.reshape(n, groups, -1, d.shape[2] * d.shape[3])  # (n, g, C_out/g, T)
+    parts = []
+    if _trainable(module, "weight"):
+        weight = torch.einsum("ngot,ngkt->ngok", d, patches)  # (n, g, C_out/g, C_in/g k)
+        parts.append(weight.reshape(n, -1))  # = the weight's (C_out, C_in/g, *k) layout
+    if _trainable(module, "bias"):
+        parts.append(d.sum(3).reshape(n, -1))
+    return torch.cat(parts, 1)
+
+
+def _batchnorm_dense(module: _BatchNorm, a: Tensor, d: Tensor) -> Tensor:
+    shape = (1, -1) + (1,) * (a.dim() - 2)
+    normalised = (a - module.running_mean.view(shape)) / torch.sqrt(
+        module.running_var.view(shape) + module.eps
+    )
+    positions = tuple(range(2, a.dim()))
+    parts = []
+    if _trainable(module, "weight"):
+        parts.append((d * normalised).sum(positions) if positions else d * normalised)
+    if _trainable(module, "bias"):
+        parts.append(d.sum(positions) if positions else d)
+    return torch.cat(parts, 1)
+
+
+def _hooked_layer_gradients(module: nn.Module, calls: list[tuple[Tensor, Tensor]]) -> LayerGradients:
+    if isinstance(module, nn.Linear) and len(calls) == 1 and calls[0][0].dim() == 2:
+        a, d = calls[0]
+        return FactoredGradients(a, d, _trainable(module, "weight"), _trainable(module, "bias"))
+    if isinstance(module, nn.Linear):
+        dense = _linear_dense
+    elif isinstance(module, _BatchNorm):
+        dense = _batchnorm_dense
+    else:
+        dense = _conv_dense
+    return DenseGradients(sum(dense(module, a, d) for a, d in calls))
+
+
+class PerExampleGradients:
+    """One forward pass over a chunk of examples; then per-example gradients along any output direction.
+
+    ``PerExampleGradients(model, x)(v)`` returns, per layer, the per-example gradients
+    ``g_i = J_i^T v_i`` of the scalar ``sum_i <z_i, v_i>`` (``z = model(x)``, ``v`` of the logits' shape,
+    treated as a constant). Call it inside :func:`~critical_periods.probes.context.probe_mode`.
+    ``method="functional"`` sends every layer through the ``torch.func`` path (a reference for tests).
+    """
+
+    def __init__(self, model: nn.Module, inputs: Tensor, method: Method = "auto") -> None:
+        self.model = model
+        self.inputs = inputs
+        layers = parametrised_layers(model)
+        if any(isinstance(m, _BatchNorm) and m.running_mean is None for m in model.modules()):
+            raise ValueError(
+                "BatchNorm without running statistics normalises with batch statistics even in eval "
+                "mode; that couples the examples, so per-example gradients are undefined."
+            )
+        if method == "auto":
+            self._hooked = {name: m for name, m in layers.items() if _has_hook_formula(m)}
+        elif method == "functional":
+            self._hooked = {}
+        else:
+            raise ValueError(f"unknown method {method!r}")
+        self._functional = [name for name in layers if name not in self._hooked]
+        self._layer_order = list(layers)
+        self._calls: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in self._hooked}
+        handles = [m.register_forward_hook(self._capture(name)) for name, m in self._hooked.items()]
+        try:
+            self._logits = model(inputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.logits = self._logits.detach()
+
+    def _capture(self, name: str):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
+            # Keep the layer's own output as the tensor to differentiate to, and hand the rest of the
+            # network a copy, so an in-place op downstream (ReLU(inplace=True)) cannot alter it.
+            self._calls[name].append((args[0].detach(), output))
+            return output.clone()
+
+        return hook
+
+    def __call__(self, direction: Tensor) -> dict[str, LayerGradients]:
+        blocks: dict[str, LayerGradients] = {}
+        if self._hooked:
+            outputs = [out for calls in self._calls.values() for _, out in calls]
+            grads = torch.autograd.grad(
+                self._logits, outputs, grad_outputs=direction, retain_graph=True, allow_unused=True
+            )
+            grads_iter = iter(grads)
+            for name, calls in self._calls.items():
+                with_grads = []
+                for a, out in calls:
+                    g = next(grads_iter)
+                    with_grads.append((a, torch.zeros_like(out) if g is None else g))
+                if with_grads:  # a layer never called in forward has no gradient to report
+                    blocks[name] = _hooked_layer_gradients(self._hooked[name], with_grads)
+        if self._functional:
+            blocks.update(self._functional_gradients(direction))
+        # in named_modules() order, so concatenated gradients follow model.parameters()
+        return {name: blocks[name] for name in self._layer_order if name in blocks}
+
+    def _functional_gradients(self, direction: Tensor) -> dict[str, DenseGradients]:
+        prefixes = {name: ("" if name == ROOT_LAYER else name + ".") for name in self._functional}
+        owned = {  # parameter name -> layer, for parameters owned directly by a functional layer
+            (prefix + pname): layer
+            for layer, prefix in prefixes.items()
+            for pname, p in self._module(layer).named_parameters(recurse=False)
+            if p.requires_grad
+        }
+        params = {n: p.detach() for n, p in self.model.named_parameters() if n in owned}
+
+        def contracted_logits(params: dict[str, Tensor], x: Tensor, v: Tensor) -> Tensor:
+            return (functional_call(self.model, params, (x.unsqueeze(0),)).squeeze(0) * v).sum()
+
+        per_example = vmap(grad(contracted_logits), in_dims=(None, 0, 0))(params, self.inputs, direction)
+        columns: dict[str, list[Tensor]] = {layer: [] for layer in self._functional}
+        for pname, g in per_example.items():  # dict order = named_parameters order
+            columns[owned[pname]].append(g.flatten(1))
+        # detach: the result still depends on the other (live) parameters through functional_call
+        return {layer: DenseGradients(torch.cat(cols, 1).detach()) for layer, cols in columns.items()}
+
+    def _module(self, layer: str) -> nn.Module:
+        return self.model if layer == ROOT_LAYER else self.model.get_submodule(layer)

@@ -1,0 +1,360 @@
+"""Probes against brute force on tiny float64 networks: explicit per-example loops, dense matrices."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from critical_periods.probes import (
+    CovarianceOptions,
+    DeltaLoss,
+    FisherOptions,
+    HessianOperator,
+    HessianOptions,
+    collect_probe_gradients,
+    compute_probes,
+    covariance_spectrum,
+    fisher_metrics,
+    gradient_covariance_metrics,
+    hutchinson_trace,
+    top_eigenvalues,
+)
+
+N_EXAMPLES = 12
+
+
+def assert_close(actual, expected, rtol: float = 1e-6, atol: float = 1e-12) -> None:
+    torch.testing.assert_close(torch.as_tensor(actual, dtype=torch.float64),
+                               torch.as_tensor(expected, dtype=torch.float64), rtol=rtol, atol=atol)
+
+
+# --- tiny cases: (model, inputs) in float64; each covers different per-example gradient paths ----------
+
+
+def _mlp() -> tuple[nn.Module, torch.Tensor]:
+    return nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 3)), torch.randn(N_EXAMPLES, 10)
+
+
+def _cnn2d() -> tuple[nn.Module, torch.Tensor]:
+    # BatchNorm with nontrivial running statistics; in-place ReLU right after a hooked layer.
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(inplace=True),
+        nn.Conv2d(3, 4, 3, stride=2), nn.Flatten(), nn.Linear(16, 3),
+    )
+    model[1].running_mean.normal_()
+    model[1].running_var.uniform_(0.5, 2.0)
+    model[1].weight.data.normal_()
+    return model, torch.randn(N_EXAMPLES, 1, 6, 6)
+
+
+def _cnn1d() -> tuple[nn.Module, torch.Tensor]:
+    # grouped, strided and dilated convolutions; BatchNorm1d on (N, C) features
+    model = nn.Sequential(
+        nn.Conv1d(2, 4, 3, padding=1, groups=2), nn.Tanh(),
+        nn.Conv1d(4, 3, 3, stride=2, dilation=2, bias=False), nn.Flatten(),
+        nn.BatchNorm1d(12), nn.Linear(12, 3),
+    )
+    model[4].running_mean.normal_()
+    model[4].running_var.uniform_(0.5, 2.0)
+    return model, torch.randn(N_EXAMPLES, 2, 12)
+
+
+def _shared_and_unsupported() -> tuple[nn.Module, torch.Tensor]:
+    # LayerNorm and padding="same" have no hook formula (torch.func path); one Linear is used twice.
+    shared = nn.Linear(6, 6)
+    model = nn.Sequential(
+        nn.Conv1d(1, 2, 3, padding="same"), nn.Flatten(), nn.Linear(10, 6), nn.LayerNorm(6),
+        shared, nn.Tanh(), shared, nn.Linear(6, 3),
+    )
+    return model, torch.randn(N_EXAMPLES, 1, 5)
+
+
+CASES = {"mlp": _mlp, "cnn2d": _cnn2d, "cnn1d": _cnn1d, "shared_unsupported": _shared_and_unsupported}
+
+
+@pytest.fixture(params=list(CASES))
+def case(request) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model, inputs = CASES[request.param]()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    return model.double().train(), inputs.double(), labels
+
+
+# --- brute force ----------------------------------------------------------------------------------------
+
+
+def _layer_of(parameter_name: str) -> str:
+    return parameter_name.rsplit(".", 1)[0] if "." in parameter_name else "root"
+
+
+def explicit_gradients(model: nn.Module, inputs: torch.Tensor, loss_of_logits) -> dict[str, torch.Tensor]:
+    """layer -> (N, P_layer): one autograd.grad per example of loss_of_logits(logits (1, C))."""
+    named = [(n, p) for n, p in model.named_parameters()]
+    was_training = model.training
+    model.eval()
+    rows = []
+    for x in inputs:
+        grads = torch.autograd.grad(loss_of_logits(model(x.unsqueeze(0))), [p for _, p in named])
+        rows.append(grads)
+    model.train(was_training)
+    per_layer: dict[str, list[torch.Tensor]] = {}
+    for column, (name, _) in enumerate(named):
+        per_layer.setdefault(_layer_of(name), []).append(torch.stack([row[column].flatten() for row in rows]))
+    return {layer: torch.cat(cols, 1) for layer, cols in per_layer.items()}
+
+
+def per_class_squared_norms(model, inputs) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """layer -> (N, C) ||grad log p(c|x_i)||^2, and p (N, C); a loop over examples and classes."""
+    model.eval()
+    with torch.no_grad():
+        probabilities = model(inputs).softmax(1)
+    norms: dict[str, list[torch.Tensor]] = {}
+    for c in range(probabilities.shape[1]):
+        grads = explicit_gradients(model, inputs, lambda z, c=c: z.log_softmax(1)[0, c])
+        for layer, g in grads.items():
+            norms.setdefault(layer, []).append(g.square().sum(1))
+    return {layer: torch.stack(cols, 1) for layer, cols in norms.items()}, probabilities
+
+
+def true_label_gradients(model, inputs, labels) -> torch.Tensor:
+    """(N, P) gradients of each example's cross-entropy."""
+    it = iter(labels)
+    grads = explicit_gradients(model, inputs, lambda z: F.cross_entropy(z, next(it).view(1)))
+    return torch.cat(list(grads.values()), 1)
+
+
+def dense_hessian(model, inputs, labels) -> torch.Tensor:
+    names = [n for n, _ in model.named_parameters()]
+    params = [p.detach() for p in model.parameters()]
+    flat = torch.cat([p.flatten() for p in params])
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        pieces = w.split([p.numel() for p in params])
+        pieces = {name: piece.view_as(p) for name, piece, p in zip(names, pieces, params)}
+        return F.cross_entropy(functional_call(model, pieces, (inputs,)), labels)
+
+    model.eval()
+    return torch.func.hessian(loss)(flat)
+
+
+# --- estimators on a 10 x 10 matrix first ---------------------------------------------------------------
+
+
+@pytest.fixture
+def symmetric() -> torch.Tensor:
+    a = torch.randn(10, 10, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return (a + a.T) / 2
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_lanczos_top_eigenvalues_match_eigh(symmetric, k):
+    expected = torch.linalg.eigvalsh(symmetric).flip(0)[:k]
+    assert_close(top_eigenvalues(symmetric, k=k, tolerance=0.0, generator=torch.Generator().manual_seed(0)),
+                 expected, rtol=1e-10)
+
+
+def test_hutchinson_converges_to_the_trace(symmetric):
+    samples = 4000
+    estimate = hutchinson_trace(symmetric, samples, torch.Generator().manual_seed(0))
+    std = math.sqrt(2 * (symmetric.square().sum() - symmetric.diagonal().square().sum()) / samples)
+    assert abs(estimate - symmetric.trace().item()) < 4 * std
+
+
+# --- Fisher -------------------------------------------------------------------------------------------
+
+
+def test_exact_fisher_matches_loop_over_examples_and_classes(case):
+    model, inputs, _ = case
+    gradients = collect_probe_gradients(model, inputs, fisher_exact=True, covariance=False)
+    norms, probabilities = per_class_squared_norms(model, inputs)
+    expected = {layer: (p_norms * probabilities).sum(1) for layer, p_norms in norms.items()}
+    assert gradients.fisher_squared_norms.keys() == expected.keys()
+    for layer in expected:
+        assert_close(gradients.fisher_squared_norms[layer], expected[layer])
+    metrics = fisher_metrics(gradients.fisher_squared_norms)
+    total = sum(e.mean() for e in expected.values())
+    assert_close(metrics["fisher/trace"], total)
+    assert_close(sum(metrics[f"fisher/trace/{layer}"] for layer in expected), metrics["fisher/trace"])
+    assert_close(sum(metrics[f"fisher/share/{layer}"] for layer in expected), 1.0)
+
+
+def test_sampled_fisher_converges_to_exact_expectation():
+    torch.manual_seed(0)
+    model, inputs = _mlp()
+    model.double()
+    inputs = inputs.double() * 3  # confident predictions: sampled labels differ a lot from uniform
+    samples = 300
+    gradients = collect_probe_gradients(model, inputs, fisher_samples=samples, covariance=False,
+                                        generator=torch.Generator().manual_seed(0))
+    norms, probabilities = per_class_squared_norms(model, inputs)
+    per_class = sum(norms.values())  # (N, C)
+    exact = (per_class * probabilities).sum(1)
+    variance = (per_class.square() * probabilities).sum(1) - exact.square()
+    std = math.sqrt(variance.sum() / (N_EXAMPLES**2 * samples))  # of the mean over examples and draws
+    estimate = sum(gradients.fisher_squared_norms.values()).mean()
+    assert abs(estimate - exact.mean()) < 4 * std
+    assert std < 0.05 * exact.mean()  # the test has power: the tolerance is tight
+
+
+# --- per-example gradients: Gram matrix, both paths, chunking -----------------------------------------
+
+
+def test_gram_and_mean_gradient_match_explicit_per_example_gradients(case):
+    model, inputs, labels = case
+    explicit = true_label_gradients(model, inputs, labels)
+    gradients = collect_probe_gradients(model, inputs, labels, fisher=False)
+    assert_close(gradients.gram, explicit @ explicit.T)
+    assert_close(gradients.mean_gradient, explicit.mean(0))
+
+
+def test_functional_path_matches_hooked_path(case):
+    model, inputs, labels = case
+    options = dict(fisher_exact=True, chunk_size=5)
+    hooked = collect_probe_gradients(model, inputs, labels, **options)
+    functional = collect_probe_gradients(model, inputs, labels, method="functional", **options)
+    assert_close(hooked.gram, functional.gram)
+    assert_close(hooked.mean_gradient, functional.mean_gradient)
+    for layer, norms in functional.fisher_squared_norms.items():
+        assert_close(hooked.fisher_squared_norms[layer], norms)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5])
+def test_chunked_statistics_equal_whole_probe_set(case, chunk_size):
+    model, inputs, labels = case
+
+    def collect(chunk: int | None):
+        return collect_probe_gradients(model, inputs, labels, fisher_samples=3, chunk_size=chunk,
+                                       generator=torch.Generator().manual_seed(7))
+
+    whole, chunked = collect(None), collect(chunk_size)
+    assert_close(chunked.gram, whole.gram, rtol=1e-12)
+    assert_close(chunked.mean_gradient, whole.mean_gradient, rtol=1e-12)
+    for layer, norms in whole.fisher_squared_norms.items():
+        assert_close(chunked.fisher_squared_norms[layer], norms, rtol=1e-12)
+
+
+def test_batchnorm_without_running_statistics_is_refused():
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=False)).double()
+    with pytest.raises(ValueError, match="per-example"):
+        collect_probe_gradients(model, torch.randn(6, 4, dtype=torch.float64), fisher_exact=True,
+                                covariance=False)
+
+
+# --- gradient covariance K ------------------------------------------------------------------------------
+
+
+def test_covariance_statistics_match_dense_covariance(case):
+    model, inputs, labels = case
+    explicit = true_label_gradients(model, inputs, labels)  # (N, P)
+    mean = explicit.mean(0)
+    centred = explicit - mean
+    dense_k = centred.T @ centred / N_EXAMPLES  # (P, P)
+    dense_spectrum = torch.linalg.eigvalsh(dense_k).flip(0)[: N_EXAMPLES - 1]  # the nonzero part
+
+    gram = explicit @ explicit.T
+    spectrum = covariance_spectrum(gram)
+    assert_close(spectrum[: N_EXAMPLES - 1], dense_spectrum, atol=1e-10)
+
+    threshold = 0.05
+    metrics = gradient_covariance_metrics(gram, mean, threshold)
+    lambda_star = dense_spectrum[dense_spectrum >= threshold * dense_spectrum[0]].min()
+    assert_close(metrics["break_even/lambda_k1"], dense_spectrum[0])
+    assert_close(metrics["break_even/trace_k"], dense_k.trace())
+    assert_close(metrics["break_even/cond_k"], lambda_star / dense_spectrum[0])
+    assert_close(metrics["grad/norm"], mean.norm())
+    assert_close(metrics["grad/mean"], mean.mean())
+    assert_close(metrics["grad/std"], mean.std(correction=0))
+
+
+# --- Hessian ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # inside torch.func's forward AD
+@pytest.mark.parametrize("name", ["mlp", "cnn2d"])
+def test_hessian_probes_match_dense_hessian(name):
+    torch.manual_seed(0)
+    model, inputs = CASES[name]()
+    model, inputs = model.double(), inputs.double()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    dense = dense_hessian(model, inputs, labels)
+    operator = HessianOperator(model, inputs, labels, chunk_size=5)
+
+    v = torch.randn(dense.shape[0], dtype=torch.float64)
+    assert_close(operator @ v, dense @ v)
+
+    expected = torch.linalg.eigvalsh(dense).flip(0)[:2]
+    options = HessianOptions(top_k=2, tolerance=0.0, trace_samples=0)
+    metrics = compute_probes(model, inputs, labels, hessian=options)
+    assert_close([metrics["curvature/lambda_h1"], metrics["curvature/lambda_h2"]], expected)
+
+    # Same seed, same Rademacher vectors: the estimator on the operator equals it on the dense matrix.
+    samples = 50
+    on_operator = hutchinson_trace(operator, samples, torch.Generator().manual_seed(3))
+    assert_close(on_operator, hutchinson_trace(dense, samples, torch.Generator().manual_seed(3)))
+    std = math.sqrt(2 * (dense.square().sum() - dense.diagonal().square().sum()) / samples)
+    assert abs(on_operator - dense.trace().item()) < 4 * std
+
+
+# --- Delta L ------------------------------------------------------------------------------------------
+
+
+def test_delta_loss_on_hand_computed_sequence():
+    meter = DeltaLoss()
+    meter.update(torch.tensor([2.0, 1.5, 1.75, 1.0]))  # differences -0.5, +0.25, -0.75
+    assert meter.compute() == pytest.approx(
+        {"break_even/delta_loss_abs": 0.5, "break_even/delta_loss": -1.0 / 3})
+    meter.reset()
+    meter.update(torch.tensor(1.5))  # the difference to the last loss before the reset still counts
+    assert meter.compute() == pytest.approx({"break_even/delta_loss_abs": 0.5, "break_even/delta_loss": 0.5})
+
+
+def test_delta_loss_chunked_updates_equal_one_pass():
+    losses = torch.rand(37, generator=torch.Generator().manual_seed(0))
+    whole, chunked = DeltaLoss(), DeltaLoss()
+    whole.update(losses)
+    for piece in losses.split([1, 10, 0, 7, 19]):
+        chunked.update(piece)
+    assert chunked.compute() == pytest.approx(whole.compute(), rel=1e-12)
+
+
+# --- all probes together ---------------------------------------------------------------------------------
+
+
+def test_compute_probes_keys_and_no_side_effects():
+    torch.manual_seed(0)
+    model, inputs = _cnn2d()
+    model = model.double().train()
+    model[1].eval()  # mixed modes must come back as they were
+    inputs, labels = inputs.double(), torch.randint(0, 3, (N_EXAMPLES,))
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.5)
+    model[0].bias.grad = None
+    params = [p.detach().clone() for p in model.parameters()]
+    buffers = [b.clone() for b in model.buffers()]
+    rng = torch.get_rng_state()
+
+    metrics = compute_probes(
+        model, inputs, labels, fisher=FisherOptions(samples=2), covariance=CovarianceOptions(),
+        hessian=HessianOptions(top_k=2, trace_samples=3), chunk_size=5,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+    layers = ["0", "1", "3", "5"]
+    assert set(metrics) == {
+        "fisher/trace", *(f"fisher/trace/{l}" for l in layers), *(f"fisher/share/{l}" for l in layers),
+        "curvature/lambda_h1", "curvature/lambda_h2", "curvature/trace_h",
+        "break_even/lambda_k1", "break_even/trace_k", "break_even/cond_k",
+        "grad/norm", "grad/mean", "grad/std",
+    }
+    assert all(type(v) is float and math.isfinite(v) for v in metrics.values())
+    assert [m.training for m in model] == [True, False, True, True, True, True]
+    assert model[0].bias.grad is None
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.5)) for p in model.parameters() if p.grad is not None)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), params))
+    assert all(torch.equal(b, c) for b, c in zip(model.buffers(), buffers))
+    assert torch.equal(torch.get_rng_state(), rng)

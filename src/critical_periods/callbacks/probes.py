@@ -1,0 +1,158 @@
+"""When to run the probes during training, and where their numbers go. The maths is in ``probes/``."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from critical_periods.probes import (
+    CovarianceOptions,
+    DeltaLoss,
+    FisherOptions,
+    HessianOptions,
+    compute_probes,
+)
+
+
+def log_spaced_steps(until_step: int, count: int) -> set[int]:
+    """About ``count`` global steps in [1, until_step], log-spaced (dense where the break-even point lies).
+
+    >>> sorted(log_spaced_steps(100, 5))
+    [1, 3, 10, 32, 100]
+    """
+    if count <= 0 or until_step < 1:
+        return set()
+    return {int(s) for s in np.unique(np.round(np.geomspace(1, until_step, count)))}
+
+
+class ProbeCallback(pl.Callback):
+    """Runs the probes on a fixed probe set and logs their metrics to every logger.
+
+    The probe set (``probe_size`` clean, stratified training examples chosen by ``seed``) comes from
+    ``trainer.datamodule.probe_set(probe_size, seed)`` once, at fit start. Probes run on
+    ``pl_module.model`` if the module has one, else on ``pl_module``:
+
+    * before the first step (``at_start``), at the end of every ``every_n_epochs``-th epoch (0: never),
+      and after the log-spaced global steps ``log_spaced_steps(early_until_step, early_steps)``;
+    * ``fisher``/``covariance``/``hessian``: the probes' options, ``None`` to skip one;
+    * ``delta_loss``: statistics of the change of the training loss (``outputs["loss"]``) between
+      consecutive training batches, logged at every epoch end.
+
+    Each call logs ``{**metrics, "probe/seconds": wall time, "epoch": trainer.current_epoch}`` at
+    ``step=trainer.global_step``. Random draws use a generator seeded from ``(seed, global_step)``, so
+    a call's numbers depend on the run and the step only. Non-finite metrics are logged as NaN with a
+    warning; they never stop training.
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        probe_size: int = 512,
+        chunk_size: int | None = None,
+        fisher: FisherOptions | None = None,
+        covariance: CovarianceOptions | None = None,
+        hessian: HessianOptions | None = None,
+        delta_loss: bool = False,
+        every_n_epochs: int = 1,
+        at_start: bool = True,
+        early_steps: int = 0,
+        early_until_step: int = 0,
+    ) -> None:
+        super().__init__()
+        self.seed = int(seed)
+        self.probe_size = int(probe_size)
+        self.chunk_size = int(chunk_size) if chunk_size else None
+        self.fisher, self.covariance, self.hessian = fisher, covariance, hessian
+        self.delta_loss = DeltaLoss() if delta_loss else None
+        self.every_n_epochs = int(every_n_epochs)
+        self.at_start = at_start
+        self.early_steps = log_spaced_steps(int(early_until_step), int(early_steps))
+        self._probe_set: tuple[Tensor, Tensor] | None = None
+        self._last_probed_step: int | None = None
+
+    @property
+    def _any_probe(self) -> bool:
+        return any(o is not None for o in (self.fisher, self.covariance, self.hessian))
+
+    # -- hooks ---------------------------------------------------------------------------------------
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._any_probe:
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "probe_set"):
+            raise RuntimeError(
+                "ProbeCallback needs trainer.datamodule.probe_set(size, seed): fit with a data module "
+                "that provides it, or choose probes=none"
+            )
+        # The data module is not ours: keep the RNG streams training uses exactly where they were.
+        # (CPU torch, numpy and random; CUDA is left alone so a CPU run never initialises it.)
+        with torch.random.fork_rng(devices=[]):
+            numpy_state, python_state = np.random.get_state(), random.getstate()
+            inputs, labels = datamodule.probe_set(self.probe_size, self.seed)
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
+        self._probe_set = (inputs.to(pl_module.device), labels.to(pl_module.device))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.at_start:
+            self._probe(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.delta_loss is not None:
+            loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+            if isinstance(loss, Tensor):  # None when training_step skipped the batch
+                self.delta_loss.update(loss)
+        if trainer.global_step in self.early_steps:
+            self._probe(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.delta_loss is not None and self.delta_loss.count > 0:
+            self._log(trainer, self._finite(self.delta_loss.compute()))
+            self.delta_loss.reset()
+        if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._probe(trainer, pl_module)
+
+    # -- work ------------------------------------------------------------------------------------------
+
+    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        if self._probe_set is None or step == self._last_probed_step or not trainer.is_global_zero:
+            return
+        self._last_probed_step = step
+        model: nn.Module = getattr(pl_module, "model", pl_module)
+        generator = torch.Generator().manual_seed(
+            int(np.random.SeedSequence([self.seed, step]).generate_state(1, np.uint64)[0])
+        )
+        started = time.perf_counter()
+        metrics = compute_probes(
+            model,
+            *self._probe_set,
+            fisher=self.fisher,
+            covariance=self.covariance,
+            hessian=self.hessian,
+            chunk_size=self.chunk_size,
+            generator=generator,
+        )
+        metrics["probe/seconds"] = time.perf_counter() - started
+        self._log(trainer, self._finite(metrics))
+
+    @staticmethod
+    def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+        bad = sorted(key for key, value in metrics.items() if not math.isfinite(value))
+        if bad:
+            warnings.warn(f"non-finite probe results logged as NaN: {', '.join(bad)}", RuntimeWarning)
+        return {key: float(value) if math.isfinite(value) else float("nan") for key, value in metrics.items()}
+
+    @staticmethod
+    def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=trainer.global_step)

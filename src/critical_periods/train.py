@@ -7,6 +7,7 @@ the ``@hydra.main`` function only calls it, and the tests call ``train`` directl
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import traceback
@@ -16,13 +17,19 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from critical_periods.data.datamodule import DeficitDataModule
 from critical_periods.module import ClassifierModule
-from critical_periods.records import SUMMARY_FILE, RunRecordLogger, write_json_atomic
+from critical_periods.records import SUMMARY_FILE, RunRecordLogger, read_summary, write_json_atomic
+from critical_periods.resume import (
+    CHECKPOINT_DIR, FINISHED, check_same_run, checkpoint_epoch, last_checkpoint, trim_metrics,
+)
 from critical_periods.schedule import lr_factor, total_epochs
-from critical_periods.wandb_run import finish_wandb, make_wandb_logger
+from critical_periods.wandb_run import finish_wandb, make_wandb_logger, wandb_run_id
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,9 @@ def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list, callbacks: li
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     if trainer_cfg.get("enable_progress_bar") is None:
         trainer_cfg["enable_progress_bar"] = sys.stderr.isatty()
+    if SLURMEnvironment.detect():
+        # submitit requeues pre-empted and timed-out jobs; Lightning's own requeue would fight it.
+        trainer_cfg["plugins"] = [*trainer_cfg.get("plugins", []), SLURMEnvironment(auto_requeue=False)]
     return hydra.utils.instantiate(
         trainer_cfg,
         max_epochs=max_epochs,
@@ -57,13 +67,13 @@ def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list, callbacks: li
     )
 
 
-def summary_of(cfg: DictConfig, datamodule: DeficitDataModule | None, epochs: int | None) -> dict[str, Any]:
+def summary_of(cfg: DictConfig, datamodule: DeficitDataModule, epochs: int) -> dict[str, Any]:
     """The essentials every analysis needs, beside the resolved config."""
-    deficit = datamodule.deficit if datamodule is not None else None
     return {
-        "deficit": deficit.kind if deficit is not None else cfg.deficit.get("_target_", "").rsplit(".", 1)[-1],
-        "onset": cfg.deficit.onset,
-        "length": cfg.deficit.length,
+        "status": "running",
+        "deficit": datamodule.deficit.kind,
+        "onset": datamodule.deficit.onset,
+        "length": datamodule.deficit.length,
         "epochs": epochs,
         "seed": cfg.seed,
         "name": cfg.name,
@@ -79,14 +89,45 @@ def final_metrics(trainer: pl.Trainer, test_results: list[dict[str, float]]) -> 
     return metrics
 
 
+def set_threads(threads: int | None) -> None:
+    """Cap torch's CPU threads. ``None``: one per job under submitit's local launcher (its jobs run at
+    once on one machine), the allocation under SLURM, torch's own default otherwise."""
+    if threads is None:
+        if "SLURM_CPUS_PER_TASK" in os.environ:
+            threads = int(os.environ["SLURM_CPUS_PER_TASK"])
+        elif os.environ.get("SUBMITIT_EXECUTOR") == "local":
+            threads = 1
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+
+
+def checkpoint_callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
+    every = cfg.checkpoint.every_n_epochs
+    if not every:
+        return []
+    # Saved at the end of the training epoch, after the probes, so a resumed run repeats nothing.
+    # One file, "last.ckpt", overwritten each time (top-1 by recency: there is no monitor).
+    return [ModelCheckpoint(dirpath=out_dir / CHECKPOINT_DIR, filename="last", save_top_k=1,
+                            every_n_epochs=every, save_on_train_epoch_end=True, enable_version_counter=False)]
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit and test one run; write ``summary.json`` (status completed/diverged/failed) whatever happens.
 
-    Returns the summary. Errors in the config are raised before anything is trained, and leave no
-    summary (there is no run to describe).
+    Returns the summary. Errors in the config are raised before anything is trained, and leave the
+    run directory as it was. A finished run in ``paths.output_dir`` is returned without training; an
+    interrupted one resumes from its last checkpoint (see ``critical_periods.resume``).
     """
     quiet_lightning()
     out_dir = Path(cfg.paths.output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    previous = read_summary(out_dir)
+    if previous is not None:
+        check_same_run(previous, config, out_dir)
+        if previous["status"] in FINISHED:
+            log.info("skipped: %s already holds a %s run", out_dir, previous["status"])
+            return previous
+    set_threads(cfg.get("threads"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     # Everything that can reject the config runs first.
@@ -99,17 +140,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     model = hydra.utils.instantiate(cfg.model)(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
     module = ClassifierModule(model, datamodule.num_classes, hydra.utils.instantiate(cfg.optim), factor)
+    callbacks = [hydra.utils.instantiate(cfg.probes)] if cfg.get("probes") else []
+    callbacks += checkpoint_callbacks(cfg, out_dir)
 
+    # From here on the run directory is this run's.
+    checkpoint = last_checkpoint(out_dir) if previous is not None else None
+    resumed_from = checkpoint_epoch(checkpoint) if checkpoint is not None else None
+    trim_metrics(out_dir, resumed_from)
     summary = summary_of(cfg, datamodule, epochs)
+    summary["wandb_id"] = (previous or {}).get("wandb_id") or wandb_run_id()
+    if resumed_from is not None:
+        summary["resumed_from_epoch"] = resumed_from
+        log.info("resuming %s after epoch %d", out_dir, resumed_from)
+    write_json_atomic(out_dir / SUMMARY_FILE, summary)
     loggers: list = [RunRecordLogger(out_dir)]
     if cfg.logger:
-        loggers.append(make_wandb_logger(cfg, out_dir))
-    callbacks = [hydra.utils.instantiate(cfg.probes)] if cfg.get("probes") else []
+        loggers.append(make_wandb_logger(cfg, out_dir, summary["wandb_id"]))
     trainer = build_trainer(cfg, epochs, loggers, callbacks)
 
     try:
         started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
         summary["fit_seconds"] = time.perf_counter() - started
         if module.diverged:
             summary.update(status="diverged", epochs_trained=trainer.current_epoch)

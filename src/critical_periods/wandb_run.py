@@ -5,6 +5,7 @@ finishes its run (``finish_wandb``) before the next starts."""
 from __future__ import annotations
 
 import logging
+import uuid
 from pathlib import Path
 
 import wandb
@@ -24,7 +25,12 @@ def run_name(cfg: DictConfig) -> str:
     return cfg.name
 
 
-def make_wandb_logger(cfg: DictConfig, out_dir: Path) -> WandbLogger:
+def wandb_run_id() -> str:
+    """A fresh W&B run id; the run record keeps it so a resumed job continues the same W&B run."""
+    return uuid.uuid4().hex[:12]
+
+
+def make_wandb_logger(cfg: DictConfig, out_dir: Path, run_id: str | None = None) -> WandbLogger:
     settings = cfg.logger
     logger = WandbLogger(
         project=settings.project,
@@ -33,6 +39,7 @@ def make_wandb_logger(cfg: DictConfig, out_dir: Path) -> WandbLogger:
         name=run_name(cfg),
         tags=list(settings.tags),
         save_dir=str(out_dir),
+        id=run_id,
         mode=settings.mode,
         config=OmegaConf.to_container(cfg, resolve=True),
         settings=wandb.Settings(silent=True),

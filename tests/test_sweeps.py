@@ -1,0 +1,105 @@
+"""Multiruns for real (basic and submitit-local launchers), skipping finished jobs, resuming a killed
+one, and the sweep and launcher configs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from critical_periods.records import read_metrics, read_summary
+
+from conftest import CONF_DIR, TINY, run_cli
+
+SWEEPS = sorted(p.stem for p in (Path(CONF_DIR).parent / "sweeps").glob("*.yaml"))
+
+
+def records(sweep_dir: Path) -> dict[str, tuple[str, str]]:
+    """Job folder name -> (summary.json text, metrics.jsonl text)."""
+    return {
+        p.parent.name: (p.read_text(), (p.parent / "metrics.jsonl").read_text())
+        for p in sweep_dir.glob("*/summary.json")
+    }
+
+
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_three_job_multirun_then_rerun_skips_every_job(tmp_path, launcher):
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", *TINY, "deficit.length=0,1,2", f"hydra.sweep.dir={sweep_dir}"]
+    if launcher == "local":
+        args.append("hydra/launcher=local")
+    first = run_cli(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = records(sweep_dir)
+    assert len(before) == 3
+    # Job folders are named from their overrides (logger is left out: it does not change results).
+    assert all("deficit.length=" in name and "logger" not in name for name in before)
+    assert sorted(json.loads(s)["length"] for s, _ in before.values()) == [0, 1, 2]
+    assert all(json.loads(s)["status"] == "completed" for s, _ in before.values())
+
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert records(sweep_dir) == before  # untouched
+    logs = "".join(p.read_text() for p in sweep_dir.glob("*/train.log")) + again.stdout + again.stderr
+    assert logs.count("skipped:") >= 3
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*TINY, "schedule.epochs_after_deficit=300", f"hydra.run.dir={run_dir}"]
+    env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "critical_periods.train", *args], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None:
+        epochs = {r.get("epoch") for r in read_metrics(run_dir) if "val/acc" in r} if (run_dir / "metrics.jsonl").exists() else set()
+        if len(epochs) >= 3 and (run_dir / "checkpoints" / "last.ckpt").exists():
+            break
+        time.sleep(0.1)
+    assert process.poll() is None, "the run ended before it could be killed"
+    process.send_signal(signal.SIGKILL)  # no chance to write anything more
+    process.wait()
+    assert read_summary(run_dir)["status"] == "running"
+
+    resumed = run_cli(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = read_summary(run_dir)
+    assert summary["status"] == "completed" and summary["resumed_from_epoch"] >= 1
+    val_epochs = [r["epoch"] for r in read_metrics(run_dir) if "val/acc" in r]
+    assert val_epochs == list(range(summary["epochs"]))  # every epoch once: none lost, none repeated
+
+
+def test_rerun_with_a_different_config_in_the_same_folder_is_refused(make_cfg, tmp_path):
+    from critical_periods.train import train
+
+    train(make_cfg())
+    with pytest.raises(ValueError, match=r"different config \(differs in: optim\)"):
+        train(make_cfg("optim.lr=0.2"))
+    assert read_summary(tmp_path)["config"]["optim"]["lr"] == 0.05  # the first run's record is intact
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_sweep_composes_with_a_grid_and_a_name(sweep):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"sweep={sweep}"], return_hydra_config=True)
+    assert cfg.name == sweep
+    params = cfg.hydra.sweeper.params
+    assert params and "seed" in params
+
+
+def test_slurm_launcher_composes_and_its_parameters_resolve(tmp_path):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                          "hydra.launcher.timeout_min=30", f"hydra.sweep.dir={tmp_path}"],
+                      return_hydra_config=True)
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["partition"], launcher["timeout_min"], launcher["gpus_per_node"]) == ("gpu", 30, 1)
+    assert launcher["submitit_folder"] == f"{tmp_path}/.submitit/%j"
+    assert launcher["max_num_timeout"] > 0  # pre-empted jobs are requeued and resume

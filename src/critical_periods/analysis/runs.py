@@ -1,0 +1,304 @@
+"""Find a sweep's job directories and load each one's run record into a :class:`Run`.
+
+A job directory is any directory under the sweep that holds ``.hydra/config.yaml``,
+``summary.json`` or ``metrics.jsonl`` (whatever Hydra named it). ``analysis/`` and ``wandb/``
+subtrees are skipped, and so is the inside of a job directory once found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from critical_periods.records import METRICS_FILE, SUMMARY_FILE, read_metrics, read_summary
+
+SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra"})
+RUNNING = "running"  # no summary.json: still running, or killed before it could write one
+
+# Config keys that do not make two runs different experiments: the seed and its copies, where the
+# files go, how progress is shown and logged, what is probed, and the deficit (its kind, onset and
+# length are the analysis' own axes).
+NOT_A_CONDITION = ("seed", "name", "paths", "hydra", "logger", "probes", "trainer", "deficit")
+
+
+class SweepError(ValueError):
+    """The sweep directory is missing or holds no job."""
+
+
+@dataclass
+class Run:
+    """One job of the sweep, as its record on disk describes it.
+
+    ``status`` is the summary's (``completed``/``diverged``/``failed``) or ``running`` when the job
+    has no ``summary.json`` yet. Fields the record does not give are ``None``. ``test_error`` is
+    ``final/test_error`` = 1 - test accuracy, a fraction (not percent).
+    """
+
+    job: str                      # the job directory, relative to the sweep directory
+    path: Path
+    overrides: tuple[str, ...]    # the job's Hydra overrides (.hydra/overrides.yaml)
+    status: str
+    summary: dict[str, Any] | None
+    config: dict[str, Any]        # resolved (from summary.json) or raw (.hydra/config.yaml) config
+    metrics: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    notes: list[str] = field(default_factory=list)  # problems met while reading the record
+
+    # -- what the summary (or, for a running job, the config) says --------------------------------
+
+    def _get(self, key: str, *config_path: str) -> Any:
+        if self.summary is not None and key in self.summary:
+            return self.summary[key]
+        return dig(self.config, *config_path) if config_path else None
+
+    @property
+    def name(self) -> str | None:
+        return self._get("name", "name")
+
+    @property
+    def deficit(self) -> str | None:
+        """The deficit kind: none | blur | vertical_flip | label_permutation | noise."""
+        if self.summary is not None and "deficit" in self.summary:
+            return self.summary["deficit"]
+        target = dig(self.config, "deficit", "_target_")
+        return deficit_kind(target) if isinstance(target, str) else None
+
+    @property
+    def onset(self) -> int | None:
+        return _int(self._get("onset", "deficit", "onset"))
+
+    @property
+    def length(self) -> int | None:
+        return _int(self._get("length", "deficit", "length"))
+
+    @property
+    def removal_epoch(self) -> int | None:
+        """The epoch at which the deficit is removed: onset + length."""
+        if self.onset is None or self.length is None:
+            return None
+        return self.onset + self.length
+
+    @property
+    def epochs(self) -> int | None:
+        return _int(self._get("epochs"))
+
+    @property
+    def epochs_trained(self) -> int | None:
+        return _int(self._get("epochs_trained"))
+
+    @property
+    def seed(self) -> int | None:
+        return _int(self._get("seed", "seed"))
+
+    @property
+    def lr(self) -> float | None:
+        return _float(dig(self.config, "optim", "lr"))
+
+    @property
+    def batch_size(self) -> int | None:
+        return _int(dig(self.config, "data", "batch_size"))
+
+    @property
+    def weight_decay(self) -> float | None:
+        return _float(dig(self.config, "optim", "weight_decay"))
+
+    @property
+    def model(self) -> str | None:
+        """The model's class name (``MLP``, ``AllCNN``, ...)."""
+        target = dig(self.config, "model", "_target_")
+        return target.rsplit(".", 1)[-1] if isinstance(target, str) else None
+
+    @property
+    def project(self) -> str | None:
+        project = dig(self.config, "logger", "project")
+        return project if isinstance(project, str) else None
+
+    @property
+    def test_error(self) -> float | None:
+        return self._get("final/test_error")
+
+    @property
+    def test_acc(self) -> float | None:
+        return self._get("final/test_acc")
+
+    @property
+    def test_loss(self) -> float | None:
+        return self._get("final/test_loss")
+
+    @property
+    def fit_seconds(self) -> float | None:
+        return self._get("fit_seconds")
+
+    @property
+    def error(self) -> str | None:
+        """The first line of the failure message of a failed run."""
+        error = self._get("error")
+        return str(error).strip().splitlines()[0] if error else None
+
+    # -- what the analysis does with it ----------------------------------------------------------
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def is_baseline(self) -> bool:
+        """A run without deficit: kind ``none``, or a deficit of length 0."""
+        return self.deficit == "none" or self.length == 0
+
+    def has(self, key: str) -> bool:
+        """Whether any metrics row has a finite value for ``key``."""
+        return any(row.get(key) is not None for row in self.metrics)
+
+
+def dig(tree: Any, *keys: str) -> Any:
+    """``tree[k1][k2]...``, or ``None`` where a level is missing."""
+    for key in keys:
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def deficit_kind(target: str) -> str:
+    """The deficit kind from its class path: ``...deficits.VerticalFlip`` -> ``vertical_flip``."""
+    name = target.rsplit(".", 1)[-1]
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    return "none" if snake == "no_deficit" else snake
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+# -- finding and reading jobs ------------------------------------------------------------------------
+
+
+def is_job_dir(path: Path) -> bool:
+    return (path / ".hydra" / "config.yaml").is_file() or (path / SUMMARY_FILE).is_file() or (path / METRICS_FILE).is_file()
+
+
+def find_job_dirs(sweep_dir: Path, skip: Iterable[Path] = ()) -> list[Path]:
+    """Every job directory under ``sweep_dir`` (itself included), sorted; ``skip``: subtrees to ignore."""
+    skip = {Path(p).resolve() for p in skip}
+    jobs = []
+    for root, dirs, _files in os.walk(sweep_dir):
+        here = Path(root)
+        if is_job_dir(here):
+            jobs.append(here)
+            dirs.clear()  # a job's own subfolders (wandb/, checkpoints) are not jobs
+            continue
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and (here / d).resolve() not in skip)
+    return sorted(jobs)
+
+
+def read_overrides(job_dir: Path) -> tuple[str, ...]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return ()
+    overrides = yaml.safe_load(path.read_text()) or []
+    return tuple(str(o) for o in overrides)
+
+
+def _read_metrics_tolerant(job_dir: Path, notes: list[str]) -> list[dict[str, Any]]:
+    """``read_metrics``; a line cut short by a job being written to or killed is skipped, with a note."""
+    try:
+        return read_metrics(job_dir)
+    except ValueError:
+        rows, bad = [], 0
+        with open(job_dir / METRICS_FILE) as f:
+            for line in filter(str.strip, f):
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    bad += 1
+        notes.append(f"{bad} unreadable line(s) in {METRICS_FILE} skipped")
+        return rows
+
+
+def load_run(job_dir: Path, sweep_dir: Path) -> Run:
+    notes: list[str] = []
+    summary = read_summary(job_dir)
+    if summary is not None:
+        config = summary.get("config") or {}
+    else:
+        config_path = job_dir / ".hydra" / "config.yaml"
+        config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    job = job_dir.relative_to(sweep_dir).as_posix()
+    return Run(
+        job=job if job != "" else ".",
+        path=job_dir,
+        overrides=read_overrides(job_dir),
+        status=summary.get("status", "unknown") if summary is not None else RUNNING,
+        summary=summary,
+        config=config,
+        metrics=_read_metrics_tolerant(job_dir, notes),
+        notes=notes,
+    )
+
+
+def load_sweep(sweep_dir: Path | str, skip: Iterable[Path] = ()) -> list[Run]:
+    """Every job of the sweep, sorted by job directory. Raises :class:`SweepError` if there is none."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise SweepError(f"sweep directory {sweep_dir} does not exist (or is not a directory)")
+    jobs = find_job_dirs(sweep_dir, skip)
+    if not jobs:
+        raise SweepError(
+            f"no job found under {sweep_dir}: no directory there holds .hydra/config.yaml, "
+            f"{SUMMARY_FILE} or {METRICS_FILE}"
+        )
+    return [load_run(job, sweep_dir) for job in jobs]
+
+
+# -- what tells runs apart ------------------------------------------------------------------------------
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
+    """A nested config as ``{"a.b": json text of the value}`` (lists stay whole)."""
+    if not isinstance(tree, dict):
+        return {prefix: json.dumps(tree, sort_keys=True)}
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def varying_settings(runs: Sequence[Run]) -> list[str]:
+    """The resolved-config keys whose values differ between the runs that have a summary, except
+    those in ``NOT_A_CONDITION`` (seed, deficit, paths, logging, probes, trainer plumbing)."""
+    flats = [flatten(r.config) for r in runs if r.summary is not None and r.config]
+    keys = sorted({k for f in flats for k in f})
+    return [
+        k for k in keys
+        if k.split(".", 1)[0] not in NOT_A_CONDITION and len({f.get(k) for f in flats}) > 1
+    ]
+
+
+def condition(run: Run, keys: Sequence[str]) -> str:
+    """The run's experimental condition apart from deficit and seed: ``key=value`` for each varying
+    setting, comma-joined (``""`` when nothing else varies). Runs with the same condition are
+    compared with each other and with the baseline of that condition."""
+    flat = flatten(run.config)
+    parts = []
+    for key in keys:
+        value = flat.get(key)
+        parts.append(f"{key}={json.loads(value) if value is not None else None}".replace(" ", ""))
+    return ",".join(parts)
+
+
+def run_labels(runs: Sequence[Run]) -> dict[str, str]:
+    """A short legend label per job: its overrides, without those every one of ``runs`` shares
+    (the job directory when nothing is left)."""
+    shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
+    return {r.job: ",".join(o for o in r.overrides if o not in shared) or r.job for r in runs}

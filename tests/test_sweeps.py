@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -103,3 +104,15 @@ def test_slurm_launcher_composes_and_its_parameters_resolve(tmp_path):
     assert (launcher["partition"], launcher["timeout_min"], launcher["gpus_per_node"]) == ("gpu", 30, 1)
     assert launcher["submitit_folder"] == f"{tmp_path}/.submitit/%j"
     assert launcher["max_num_timeout"] > 0  # pre-empted jobs are requeued and resume
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_wandb_sweep_file_matches_its_hydra_study(sweep):
+    # Plain YAML: W&B's ${...} macros are not OmegaConf interpolations.
+    wandb_sweep = yaml.safe_load((Path(CONF_DIR).parent / "sweeps" / "wandb" / f"{sweep}.yaml").read_text())
+    assert f"sweep={sweep}" in wandb_sweep["command"] and "${args_no_hyphens}" in wandb_sweep["command"]
+    # What the agent would run: the study plus one value per parameter, as Hydra overrides.
+    overrides = [f"{key}={spec['values'][0]}" for key, spec in wandb_sweep["parameters"].items()]
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[f"sweep={sweep}", *overrides], return_hydra_config=True)
+    assert set(wandb_sweep["parameters"]) == set(cfg.hydra.sweeper.params)

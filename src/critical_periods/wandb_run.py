@@ -5,6 +5,7 @@ finishes its run (``finish_wandb``) before the next starts."""
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def make_wandb_logger(cfg: DictConfig, out_dir: Path, run_id: str | None = None)
         name=run_name(cfg),
         tags=list(settings.tags),
         save_dir=str(out_dir),
-        id=run_id,
+        # Under `wandb agent` the agent assigns the run; otherwise keep ours so a resumed job continues it.
+        id=None if "WANDB_SWEEP_ID" in os.environ else run_id,
         mode=settings.mode,
         config=OmegaConf.to_container(cfg, resolve=True),
         settings=wandb.Settings(silent=True),

@@ -33,7 +33,7 @@ FISHER_JOBS = {
     "deficit.length=2": ["probes=fisher", "deficit.length=2"],
     "window/deficit.onset=1": ["probes=fisher", "deficit.onset=1", "deficit.length=1"],
 }
-FAILED, RUNNING = "crashed", "still_running"
+FAILED, RUNNING, STARTED = "crashed", "still_running", "resuming"
 HUGE = 1e6  # the failed and running jobs' Fisher traces are scaled by this: a figure showing them would show it
 
 
@@ -87,6 +87,12 @@ def sweep(tmp_path_factory) -> Path:
     write_job(running, ["probes=fisher", "deficit.length=4"])
     OmegaConf.save(compose_cfg(running, ["probes=fisher", "deficit.length=4"]), running / ".hydra" / "config.yaml")
     write_metrics(running, scaled_fisher(partial))
+
+    # A job whose summary says running: train() writes one at start, so a killed job keeps it.
+    started = root / STARTED
+    write_job(started, ["probes=fisher", "deficit.length=5"])
+    (started / "summary.json").write_text(json.dumps({**summary, "status": "running", "length": 5, "error": None}))
+    write_metrics(started, scaled_fisher(partial))
     return root
 
 
@@ -119,7 +125,7 @@ def number(text: str) -> float | None:
 def test_runs_csv_numbers_equal_the_summaries(sweep, tmp_path):
     cli.analyze(sweep, tmp_path)
     rows = {r["job"]: r for r in read_csv(tmp_path / "runs.csv")}
-    assert set(rows) == {*FISHER_JOBS, FAILED, RUNNING}
+    assert set(rows) == {*FISHER_JOBS, FAILED, RUNNING, STARTED}
     for job in FISHER_JOBS:
         row, summary = rows[job], read_summary(sweep / job)
         assert row["status"] == "completed"
@@ -138,7 +144,7 @@ def test_runs_csv_numbers_equal_the_summaries(sweep, tmp_path):
         assert number(row["fisher_peak_epoch"]) == (0 if top["step"] == 0 else top["epoch"] + 1)
     assert rows[FAILED]["status"] == "failed" and rows[FAILED]["error"] == "RuntimeError: simulated crash"
     assert rows[FAILED]["test_error"] == ""
-    assert rows[RUNNING]["status"] == "running"
+    assert rows[RUNNING]["status"] == rows[STARTED]["status"] == "running"
     assert (rows[RUNNING]["deficit"], rows[RUNNING]["length"], rows[RUNNING]["model"]) == ("blur", "4", "MLP")  # from .hydra/config.yaml
 
 
@@ -176,8 +182,8 @@ def test_figures_show_the_completed_runs_only(sweep, tmp_path, drawn, capsys):
                 assert max(abs(float(y)) for y in line.get_ydata()) < HUGE / 100
     assert "baseline run" in drawn["fisher_share.png"].get_suptitle()
 
-    assert "6 runs: 4 completed, 1 failed (crashed: RuntimeError: simulated crash), 1 running (still_running)" in out
-    assert "skipped from figures: crashed (failed), still_running (running)" in out
+    assert "7 runs: 4 completed, 1 failed (crashed: RuntimeError: simulated crash), 2 running (resuming; still_running)" in out
+    assert "skipped from figures: crashed (failed), resuming (running), still_running (running)" in out
     assert "blur" in out and "removal epoch" in out  # the headline table
 
 
@@ -192,7 +198,7 @@ def test_analysis_dir_inside_the_sweep_is_not_a_job_and_wandb_offline_makes_a_ru
     assert len(list((media / "images" / "figures").glob("*.png"))) == 4
     assert [p.name.split("_")[0] for p in (media / "table").glob("*.table.json")] == ["runs"]
     # Analysing again: neither analysis/ nor its wandb/ is taken for a job.
-    assert len(load_sweep(sweep, skip=[out_dir])) == len(load_sweep(sweep)) == 6
+    assert len(load_sweep(sweep, skip=[out_dir])) == len(load_sweep(sweep)) == 7
 
 
 # -- break-even --------------------------------------------------------------------------------------

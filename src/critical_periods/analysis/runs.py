@@ -20,7 +20,7 @@ import yaml
 from critical_periods.records import METRICS_FILE, SUMMARY_FILE, read_metrics, read_summary
 
 SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra"})
-RUNNING = "running"  # no summary.json: still running, or killed before it could write one
+RUNNING = "running"  # still running, or killed before its summary could record an end
 
 # Config keys that do not make two runs different experiments: the seed and its copies, where the
 # files go, how progress is shown and logged, what is probed, and the deficit (its kind, onset and
@@ -36,8 +36,9 @@ class SweepError(ValueError):
 class Run:
     """One job of the sweep, as its record on disk describes it.
 
-    ``status`` is the summary's (``completed``/``diverged``/``failed``) or ``running`` when the job
-    has no ``summary.json`` yet. Fields the record does not give are ``None``. ``test_error`` is
+    ``status`` is the summary's: ``completed``, ``diverged``, ``failed``, or ``running`` (training
+    writes a summary saying so when it starts); a job without ``summary.json`` is ``running`` too.
+    ``running`` means still running, or killed before it could record an end. Fields the record does not give are ``None``. ``test_error`` is
     ``final/test_error`` = 1 - test accuracy, a fraction (not percent).
     """
 

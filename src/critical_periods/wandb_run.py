@@ -46,6 +46,8 @@ def make_wandb_logger(cfg: DictConfig, out_dir: Path, run_id: str | None = None)
         config=OmegaConf.to_container(cfg, resolve=True),
         settings=wandb.Settings(silent=True),
     )
+    # Lightning passes anonymous=None, which current W&B versions warn about on every run.
+    logger._wandb_init.pop("anonymous", None)
     log.info("W&B run (%s mode) in %s/wandb", settings.mode, out_dir)
     return logger
 

@@ -53,7 +53,7 @@ def test_three_job_multirun_then_rerun_skips_every_job(tmp_path, launcher):
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    args = [*TINY, "schedule.epochs_after_deficit=300", f"hydra.run.dir={run_dir}"]
+    args = [*TINY, "schedule.epochs_after_deficit=300", "checkpoint.min_seconds=0", f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "critical_periods.train", *args], cwd=tmp_path, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

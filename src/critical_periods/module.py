@@ -17,9 +17,9 @@ from critical_periods.schedule import LrFactor
 class ClassifierModule(pl.LightningModule):
     """Trains ``model`` (a plain ``nn.Module``, kept as ``self.model`` for the probes).
 
-    Logged names: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (clean data),
+    Logged names, per epoch: ``train/loss``, ``train/acc`` (on the batches as trained, deficit included), ``val/loss``, ``val/acc`` (clean data),
     ``val_deficit/acc`` (the validation set through the deficit, while it is active),
-    ``test/loss``, ``test/acc``, ``lr`` and ``deficit/active`` per epoch.
+    ``test/loss``, ``test/acc``, ``lr`` and ``deficit/active``. Evaluation accuracy uses torchmetrics.
     """
 
     def __init__(
@@ -35,7 +35,7 @@ class ClassifierModule(pl.LightningModule):
         self.lr_factor = lr_factor
         self.diverged = False
         metric = lambda: MulticlassAccuracy(num_classes, average="micro")  # noqa: E731
-        self.train_acc, self.val_acc, self.val_deficit_acc, self.test_acc = metric(), metric(), metric(), metric()
+        self.val_acc, self.val_deficit_acc, self.test_acc = metric(), metric(), metric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -47,20 +47,33 @@ class ClassifierModule(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log_dict({"lr": lr, "deficit/active": float(self._deficit_active())}, on_step=False, on_epoch=True)
+        self._loss_sum = torch.zeros((), device=self.device)
+        self._correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self._examples = 0
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         logits = self.model(x)
         loss = F.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
-            # Stop rather than poison the weights; train() records the run as "diverged".
+        # Accumulate on the device and log once per epoch: a self.log or a torchmetrics update per
+        # step costs more than the step itself on small models (benchmarks/pipeline.py), and
+        # checking the loss here would synchronise a GPU at every step.
+        with torch.no_grad():
+            self._loss_sum += loss * len(y)
+            self._correct += (logits.argmax(dim=1) == y).sum()
+        self._examples += len(y)
+        return {"loss": loss}
+
+    def on_train_epoch_end(self) -> None:
+        if not self._examples:
+            return
+        mean_loss = self._loss_sum / self._examples
+        self.log("train/loss", mean_loss)
+        self.log("train/acc", self._correct.float() / self._examples)
+        if not torch.isfinite(mean_loss):
+            # A non-finite loss poisons the weights for good: stop; train() records "diverged".
             self.diverged = True
             self.trainer.should_stop = True
-            return None
-        self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=False, on_epoch=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return {"loss": loss}
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch

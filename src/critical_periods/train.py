@@ -19,14 +19,14 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 
+from critical_periods.callbacks.checkpoint import ResumeCheckpoint
 from critical_periods.data.datamodule import DeficitDataModule
 from critical_periods.module import ClassifierModule
 from critical_periods.records import SUMMARY_FILE, RunRecordLogger, read_summary, write_json_atomic
 from critical_periods.resume import (
-    CHECKPOINT_DIR, FINISHED, check_same_run, checkpoint_epoch, last_checkpoint, trim_metrics,
+    FINISHED, check_same_run, checkpoint_epoch, last_checkpoint, trim_metrics,
 )
 from critical_periods.schedule import lr_factor, total_epochs
 from critical_periods.wandb_run import finish_wandb, make_wandb_logger, wandb_run_id
@@ -105,10 +105,7 @@ def checkpoint_callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
     every = cfg.checkpoint.every_n_epochs
     if not every:
         return []
-    # Saved at the end of the training epoch, after the probes, so a resumed run repeats nothing.
-    # One file, "last.ckpt", overwritten each time (top-1 by recency: there is no monitor).
-    return [ModelCheckpoint(dirpath=out_dir / CHECKPOINT_DIR, filename="last", save_top_k=1,
-                            every_n_epochs=every, save_on_train_epoch_end=True, enable_version_counter=False)]
+    return [ResumeCheckpoint(out_dir, every_n_epochs=every, min_seconds=cfg.checkpoint.min_seconds)]
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -41,10 +41,11 @@ def _mlp() -> tuple[nn.Module, torch.Tensor]:
 
 
 def _cnn2d() -> tuple[nn.Module, torch.Tensor]:
-    # BatchNorm with nontrivial running statistics; in-place ReLU right after a hooked layer.
+    # BatchNorm with nontrivial running statistics; in-place ReLU right after a hooked layer;
+    # a convolution with different padding and dilation per spatial dimension.
     model = nn.Sequential(
         nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(inplace=True),
-        nn.Conv2d(3, 4, 3, stride=2), nn.Flatten(), nn.Linear(16, 3),
+        nn.Conv2d(3, 4, 3, stride=2, padding=(0, 1), dilation=(1, 2)), nn.Flatten(), nn.Linear(16, 3),
     )
     model[1].running_mean.normal_()
     model[1].running_var.uniform_(0.5, 2.0)

@@ -26,6 +26,7 @@ sharing within a forward pass is exact too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -58,6 +59,11 @@ class LayerGradients(Protocol):
         ...
 
 
+def _squared_norms(rows: Tensor) -> Tensor:
+    # vector_norm in the rows' dtype is several times faster than a float64 copy; accurate to rounding
+    return torch.linalg.vector_norm(rows, dim=1).double().square()
+
+
 @dataclass
 class FactoredGradients:
     """``g_i = d_i [a_i; 1]^T`` for a Linear layer: weight gradient ``d_i a_i^T``, bias gradient ``d_i``."""
@@ -76,9 +82,8 @@ class FactoredGradients:
         return inner + float(self.has_bias)
 
     def squared_norms(self) -> Tensor:
-        a, d = self.inputs.double(), self.output_grads.double()
-        input_sq = a.square().sum(1) if self.has_weight else torch.zeros_like(a[:, 0])
-        return (input_sq + float(self.has_bias)) * d.square().sum(1)
+        input_sq = _squared_norms(self.inputs) if self.has_weight else 0.0
+        return (input_sq + float(self.has_bias)) * _squared_norms(self.output_grads)
 
     def gram(self) -> Tensor:
         # Products in the layer's dtype (fast), summed over layers in float64 by the caller.
@@ -106,7 +111,7 @@ class DenseGradients:
         return self.gradients.shape[0]
 
     def squared_norms(self) -> Tensor:
-        return self.gradients.double().square().sum(1)
+        return _squared_norms(self.gradients)
 
     def gram(self) -> Tensor:
         g = self.gradients
@@ -185,25 +190,31 @@ def _linear_dense(module: nn.Linear, a: Tensor, d: Tensor) -> Tensor:
     return torch.cat(parts, 1)
 
 
+def _conv_patches(module: nn.Conv1d | nn.Conv2d, a: Tensor) -> Tensor:
+    """(n, C_in, *out_positions, *kernel): the input window under each output position.
+
+    Built from ``Tensor.unfold`` views of the zero-padded input, so only the padding copies; several
+    times cheaper than ``F.unfold`` (im2col), which would also treat a Conv1d as a 2-D convolution.
+    """
+    if any(module.padding):
+        a = F.pad(a, [p for p in reversed(module.padding) for _ in range(2)])  # last dim first
+    for dim, (size, stride, dilation) in enumerate(zip(module.kernel_size, module.stride, module.dilation)):
+        a = a.unfold(2 + dim, dilation * (size - 1) + 1, stride)  # appends a window dim at the end
+    if any(d > 1 for d in module.dilation):
+        a = a[(...,) + tuple(slice(None, None, d) for d in module.dilation)]
+    return a
+
+
 def _conv_dense(module: nn.Conv1d | nn.Conv2d, a: Tensor, d: Tensor) -> Tensor:
-    if isinstance(module, nn.Conv1d):  # treat as a 2-D convolution over a height-1 image
-        a, d = a.unsqueeze(2), d.unsqueeze(2)
-        kernel, dilation = (1, *module.kernel_size), (1, *module.dilation)
-        padding, stride = (0, *module.padding), (1, *module.stride)
-    else:
-        kernel, dilation, padding, stride = (
-            module.kernel_size,
-            module.dilation,
-            module.padding,
-            module.stride,
-        )
     n, groups = a.shape[0], module.groups
-    patches = F.unfold(a, kernel, dilation=dilation, padding=padding, stride=stride)  # (n, C_in k, T)
-    patches = patches.reshape(n, groups, -1, patches.shape[-1])  # (n, g, C_in/g k, T)
-    d = d.reshape(n, groups, -1, d.shape[2] * d.shape[3])  # (n, g, C_out/g, T)
+    kernel = math.prod(module.kernel_size)
+    patches = _conv_patches(module, a)  # (n, C_in, *out, *k)
+    positions = math.prod(patches.shape[2 : 2 + len(module.kernel_size)])
+    patches = patches.reshape(n, groups, -1, positions, kernel)  # (n, g, C_in/g, T, K)
+    d = d.reshape(n, groups, -1, positions)  # (n, g, C_out/g, T)
     parts = []
     if _trainable(module, "weight"):
-        weight = torch.einsum("ngot,ngkt->ngok", d, patches)  # (n, g, C_out/g, C_in/g k)
+        weight = torch.einsum("ngot,ngctk->ngock", d, patches)  # (n, g, C_out/g, C_in/g, K)
         parts.append(weight.reshape(n, -1))  # = the weight's (C_out, C_in/g, *k) layout
     if _trainable(module, "bias"):
         parts.append(d.sum(3).reshape(n, -1))

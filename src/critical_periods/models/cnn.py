@@ -8,16 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-
-def check_image_shape(model: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """``input_shape`` as a (C, H, W) tuple of ints, or a ValueError saying what to use instead."""
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(
-            f"{model} needs an image input_shape (C, H, W), got {shape}; "
-            "use Conv1DNet for 1-D signals (C, L), or MLP for any shape"
-        )
-    return shape  # type: ignore[return-value]
+from critical_periods.models.checks import check_image_shape, num_classes_of, positive_int
 
 
 def _conv_block(
@@ -76,15 +67,13 @@ class SimpleCNN(nn.Module):
     ) -> None:
         super().__init__()
         in_channels, height, width = check_image_shape("SimpleCNN", input_shape)
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        num_classes_of(num_classes)
         if isinstance(channels, (int, str)) or len(channels) == 0:
             raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
         channels = tuple(int(c) for c in channels)
         if min(channels) < 1:
             raise ValueError(f"channels must be a non-empty list of positive ints, got {list(channels)}")
-        if hidden < 1:
-            raise ValueError(f"hidden must be an int >= 1, got {hidden}")
+        positive_int("hidden", hidden)
         stages = len(channels)
         if min(height, width) < 2**stages:
             raise ValueError(
@@ -158,10 +147,8 @@ class AllCNN(nn.Module):
     ) -> None:
         super().__init__()
         in_channels, height, width_px = check_image_shape("AllCNN", input_shape)
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if width < 1:
-            raise ValueError(f"width must be an int >= 1, got {width}")
+        num_classes_of(num_classes)
+        positive_int("width", width)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 

@@ -7,6 +7,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from critical_periods.models.checks import input_shape_of, num_classes_of, positive_int
+
 
 class Conv1DNet(nn.Module):
     """Stack of stride-2 Conv1d layers and a linear head, after the mnist1d ConvBase.
@@ -43,20 +45,18 @@ class Conv1DNet(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        input_shape = tuple(int(s) for s in input_shape)
-        if len(input_shape) != 2 or min(input_shape) < 1:
-            raise ValueError(
-                f"Conv1DNet needs a 1-D signal input_shape (C, L), got {input_shape}; "
+        input_shape = input_shape_of(
+            input_shape,
+            rank=2,
+            message=(
+                "Conv1DNet needs a 1-D signal input_shape (C, L), got {shape}; "
                 "use SimpleCNN, AllCNN or ResNet18 for images, or MLP for any shape"
-            )
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if channels < 1:
-            raise ValueError(f"channels must be an int >= 1, got {channels}")
-        if depth < 1:
-            raise ValueError(f"depth must be an int >= 1, got {depth}")
-        if kernel_size < 1:
-            raise ValueError(f"kernel_size must be an int >= 1, got {kernel_size}")
+            ),
+        )
+        num_classes_of(num_classes)
+        positive_int("channels", channels)
+        positive_int("depth", depth)
+        positive_int("kernel_size", kernel_size)
 
         self.input_shape = input_shape
         self.num_classes = num_classes

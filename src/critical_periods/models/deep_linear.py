@@ -8,6 +8,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from critical_periods.models.checks import input_shape_of, num_classes_of, positive_int
+
 
 class DeepLinear(nn.Module):
     """Product of ``depth`` bias-free matrices: f(x) = W_depth ... W_2 W_1 flatten(x).
@@ -40,15 +42,10 @@ class DeepLinear(nn.Module):
         depth: int = 3,
     ) -> None:
         super().__init__()
-        input_shape = tuple(int(s) for s in input_shape)
-        if len(input_shape) == 0 or min(input_shape) < 1:
-            raise ValueError(f"input_shape must be non-empty with positive sizes, got {input_shape}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if width < 1:
-            raise ValueError(f"width must be an int >= 1, got {width}")
-        if depth < 1:
-            raise ValueError(f"depth must be an int >= 1, got {depth}")
+        input_shape = input_shape_of(input_shape)
+        num_classes_of(num_classes)
+        positive_int("width", width)
+        positive_int("depth", depth)
 
         self.input_shape = input_shape
         self.num_classes = num_classes

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from critical_periods.models.checks import input_shape_of, num_classes_of
+
 # Name -> activation class; the keys are what a config may write in `activation`.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -69,11 +71,8 @@ class MLP(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        input_shape = tuple(int(s) for s in input_shape)
-        if len(input_shape) == 0 or min(input_shape) < 1:
-            raise ValueError(f"input_shape must be non-empty with positive sizes, got {input_shape}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        input_shape = input_shape_of(input_shape)
+        num_classes_of(num_classes)
         # A bare int is most likely a typo for a one-element list; say so instead of guessing.
         if isinstance(widths, (int, str)) or len(widths) == 0:
             raise ValueError(f"widths must be a non-empty list of positive ints, got {widths!r}")

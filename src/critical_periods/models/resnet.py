@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from critical_periods.models.cnn import check_image_shape
+from critical_periods.models.checks import check_image_shape, num_classes_of, positive_int
 
 
 class BasicBlock(nn.Module):
@@ -72,10 +72,8 @@ class ResNet18(nn.Module):
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, width: int = 64) -> None:
         super().__init__()
         in_channels, height, width_px = check_image_shape("ResNet18", input_shape)
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-        if width < 1:
-            raise ValueError(f"width must be an int >= 1, got {width}")
+        num_classes_of(num_classes)
+        positive_int("width", width)
 
         self.input_shape = (in_channels, height, width_px)
         self.num_classes = num_classes

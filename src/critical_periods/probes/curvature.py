@@ -35,7 +35,9 @@ class HessianOperator:
 
     ``w`` is the trainable parameters flattened in ``model.parameters()`` order. Each product is a
     double backward pass per chunk of ``chunk_size`` examples, in eval mode (see ``probe_mode``),
-    leaving ``.grad`` alone. ``v`` may be (P,) or (P, k).
+    leaving ``.grad`` alone. ``v`` may be (P,) or (P, k). When the probe set is a single chunk, the
+    graph of the first-order gradient is built once and kept for later products (a third cheaper);
+    the operator is then a snapshot of the weights it first saw.
 
     >>> net = nn.Linear(3, 2)
     >>> H = HessianOperator(net, torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1]))
@@ -55,26 +57,36 @@ class HessianOperator:
         self.shape = (size, size)
         self.dtype = self.params[0].dtype
         self.device = self.params[0].device
+        self._single_chunk_gradient: list[Tensor | None] | None = None
+
+    def _gradient_with_graph(self, start: int) -> list[Tensor | None]:
+        """grad_w of this chunk's share of the mean loss, differentiable once more."""
+        single_chunk = self.chunk_size >= self.inputs.shape[0]
+        if single_chunk and self._single_chunk_gradient is not None:
+            return self._single_chunk_gradient
+        x = self.inputs[start : start + self.chunk_size]
+        y = self.labels[start : start + self.chunk_size]
+        loss = F.cross_entropy(self.model(x), y, reduction="sum") / self.inputs.shape[0]
+        gradient = list(torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True))
+        if single_chunk:
+            self._single_chunk_gradient = gradient
+        return gradient
 
     def __matmul__(self, v: Tensor) -> Tensor:
         if v.dim() == 2:
             return torch.stack([self @ column for column in v.T], 1)
         sizes = [p.numel() for p in self.params]
         pieces = [piece.view_as(p) for piece, p in zip(v.to(self.dtype).split(sizes), self.params)]
-        n = self.inputs.shape[0]
         result = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
         with probe_mode(self.model):
-            for start in range(0, n, self.chunk_size):
-                x = self.inputs[start : start + self.chunk_size]
-                y = self.labels[start : start + self.chunk_size]
-                loss = F.cross_entropy(self.model(x), y, reduction="sum") / n
-                grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+            for start in range(0, self.inputs.shape[0], self.chunk_size):
+                gradient = self._gradient_with_graph(start)
                 directional = sum(
-                    (g * piece).sum() for g, piece in zip(grads, pieces) if g is not None and g.requires_grad
+                    (g * piece).sum() for g, piece in zip(gradient, pieces) if g is not None and g.requires_grad
                 )
                 if not isinstance(directional, Tensor):  # the gradient does not depend on w: H = 0
                     continue
-                hv = torch.autograd.grad(directional, self.params, allow_unused=True)
+                hv = torch.autograd.grad(directional, self.params, retain_graph=True, allow_unused=True)
                 result += torch.cat(
                     [(torch.zeros_like(p) if h is None else h).flatten() for h, p in zip(hv, self.params)]
                 )

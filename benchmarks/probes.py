@@ -1,0 +1,152 @@
+"""Cost of each probe against a per-example Python loop, and against one training epoch.
+
+    python benchmarks/probes.py --probe-size 512
+
+On an MLP 40-512-512-512-10 and a small Conv1d net with BatchNorm (mnist1d inputs, float32, CPU),
+times each probe as the callback runs it (``compute_probes``) and the per-example loop that computes
+the same per-example statistic with one ``torch.autograd.grad`` per example; then one training epoch
+(4000 examples, batch 128, SGD) of the same model, for the "probes add <= 50% to a default run"
+check. Prints Markdown tables; best of ``--repeats`` timings. Run it on a quiet machine (``uptime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from critical_periods.data.datamodule import stratified_pick
+from critical_periods.models.conv1d import Conv1DNet
+from critical_periods.models.mlp import MLP
+from critical_periods.probes import CovarianceOptions, FisherOptions, HessianOptions, compute_probes
+
+TRAIN_EXAMPLES, BATCH_SIZE = 4000, 128
+
+
+def load_data() -> tuple[Tensor, Tensor, int]:
+    """mnist1d training inputs (N, 1, 40), normalised, and labels; random inputs if it is unavailable."""
+    try:
+        from critical_periods.data.mnist1d import load_mnist1d
+
+        arrays = load_mnist1d()
+        x, y, classes = arrays.x_train[:TRAIN_EXAMPLES], arrays.y_train[:TRAIN_EXAMPLES], arrays.num_classes
+    except ImportError:
+        x = torch.randn(TRAIN_EXAMPLES, 1, 40, generator=torch.Generator().manual_seed(0))
+        y, classes = torch.arange(TRAIN_EXAMPLES) % 10, 10
+    return (x - x.mean()) / x.std(), y, classes
+
+
+def best_ms(work: Callable[[], object], repeats: int) -> float:
+    work()  # warm-up: allocator, lazy imports
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return 1000 * min(times)
+
+
+def loop_per_example_gradients(model: nn.Module, x: Tensor, labels: Tensor) -> Tensor:
+    """(N, P): the brute-force reference, one autograd.grad per example."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    for i in range(len(x)):
+        loss = F.cross_entropy(model(x[i : i + 1]), labels[i : i + 1])
+        rows.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)]))
+    return torch.stack(rows)
+
+
+def loop_fisher_sampled(model: nn.Module, x: Tensor, generator: torch.Generator) -> float:
+    with torch.no_grad():
+        labels = torch.multinomial(model(x).softmax(1), 1, generator=generator).squeeze(1)
+    return float(loop_per_example_gradients(model, x, labels).square().sum(1).mean())
+
+
+def loop_trace_k(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    g = loop_per_example_gradients(model, x, y).double()
+    gram = g @ g.T  # what the covariance probe needs: tr K and the spectrum from the N x N Gram matrix
+    return float(gram.diagonal().mean() - g.mean(0).square().sum())
+
+
+def train_epoch(model: nn.Module, x: Tensor, y: Tensor) -> None:
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    model.train()
+    for start in range(0, len(x), BATCH_SIZE):
+        index = order[start : start + BATCH_SIZE]
+        loss = F.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def benchmark(name: str, make_model: Callable[[], nn.Module], x: Tensor, y: Tensor, classes: int, args) -> None:
+    torch.manual_seed(0)
+    model = make_model().eval()
+    index = stratified_pick(y, args.probe_size, seed=0)
+    px, py = x[index], y[index]
+    parameters = sum(p.numel() for p in model.parameters())
+    generator = torch.Generator().manual_seed(0)
+
+    def probe(**options) -> Callable[[], dict[str, float]]:
+        return lambda: compute_probes(model, px, py, chunk_size=args.chunk_size, generator=generator, **options)
+
+    loop_ms = best_ms(lambda: loop_fisher_sampled(model, px, generator), max(1, args.repeats // 2))
+    rows = [  # (probe, time ms, time of the loop computing the same statistic, or None)
+        ("Fisher trace, sampled (m=1)", best_ms(probe(fisher=FisherOptions(samples=1)), args.repeats), loop_ms),
+        ("Fisher trace, exact (C classes)", best_ms(probe(fisher=FisherOptions(exact=True)), args.repeats),
+         classes * loop_ms),
+        ("Gram matrix / K (tr K, lambda_K, cond)", best_ms(probe(covariance=CovarianceOptions()), args.repeats),
+         loop_ms),
+        ("Hessian lambda_H^1 (Lanczos, tol 1e-3)",
+         best_ms(probe(hessian=HessianOptions(top_k=1, trace_samples=0)), args.repeats), None),
+        ("Hessian trace (Hutchinson, 10 HVPs)",
+         best_ms(probe(hessian=HessianOptions(top_k=0, trace_samples=10)), args.repeats), None),
+    ]
+    epoch_ms = best_ms(lambda: train_epoch(make_model(), x, y), args.repeats)
+
+    # the probe and the loop agree (same statistic, same true labels)
+    probed = compute_probes(model, px, py, covariance=CovarianceOptions())["break_even/trace_k"]
+    looped = loop_trace_k(model, px, y=py)
+
+    print(f"\n### {name}: {parameters:,} parameters, probe set {args.probe_size}, float32, "
+          f"{torch.get_num_threads()} threads\n")
+    print("| probe | time ms | per-example loop ms | speed-up vs loop |")
+    print("|---|---:|---:|---:|")
+    for probe_name, ms, loop in rows:
+        if loop is None:  # not a per-example statistic: no loop to compare with
+            print(f"| {probe_name} | {ms:.1f} | - | - |")
+        else:
+            print(f"| {probe_name} | {ms:.1f} | {loop:.0f} | {loop / ms:.0f}x |")
+    print(f"| one training epoch ({TRAIN_EXAMPLES} examples, batch {BATCH_SIZE}, SGD) | {epoch_ms:.0f} | | |")
+    default_ms = rows[0][1]
+    everything_ms = sum(ms for _, ms, _ in rows[1:])  # full.yaml: exact Fisher + K + lambda_H^1 + tr H
+    print(f"\nprobes/fisher (default) adds {100 * default_ms / epoch_ms:.0f}% per epoch; "
+          f"probes/full adds {100 * everything_ms / epoch_ms:.0f}%. "
+          f"tr K probe vs loop: relative difference {abs(probed - looped) / abs(looped):.1e}. "
+          "The exact-Fisher loop is C x the measured loop (C backward passes per example), not run.")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--probe-size", type=int, default=512)
+    parser.add_argument("--chunk-size", type=int, default=None, help="default: the whole probe set at once")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    x, y, classes = load_data()
+    input_shape = tuple(x.shape[1:])
+    benchmark("MLP 40-512-512-512-10", lambda: MLP(input_shape, classes, widths=(512, 512, 512)),
+              x, y, classes, args)
+    benchmark("Conv1DNet (3 x Conv1d 32 ch, k 5, BatchNorm)",
+              lambda: Conv1DNet(input_shape, classes, batch_norm=True), x, y, classes, args)
+
+
+if __name__ == "__main__":
+    main()

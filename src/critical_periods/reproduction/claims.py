@@ -120,6 +120,14 @@ def critical_period_claims(kinds_runs: Sequence[Run], constant_lr_runs: Sequence
         ))
 
     noise = late.get("noise", float("nan"))
+    noise_curve = _errors_by(kinds_runs, "noise")
+    lr_note = ""
+    if noise_curve:
+        schedule = next(r for r in plotted_runs(kinds_runs) if r.deficit == "noise").config.get("schedule", {})
+        if schedule.get("lr_schedule") == "exponential":
+            lr_note = (f" With the lr decaying x{schedule['lr_gamma']} per epoch, a network whose input was noise until "
+                       f"epoch {max(noise_curve)} starts learning the real input at {schedule['lr_gamma'] ** max(noise_curve):.3f} "
+                       "of the initial lr.")
     verdict = NO_DATA if missing(noise, blur) else REPRODUCED if noise < blur else NOT
     claims.append(Claim(
         "Noise is a milder deficit than blur",
@@ -127,7 +135,7 @@ def critical_period_claims(kinds_runs: Sequence[Run], constant_lr_runs: Sequence
         "learning the real input from scratch once the noise is removed).",
         "reproduced if noise's late effect is smaller than blur's",
         verdict,
-        f"late effect: noise {signed_pp(noise)} pp, blur {signed_pp(blur)} pp.",
+        f"late effect: noise {signed_pp(noise)} pp, blur {signed_pp(blur)} pp.{lr_note}",
     ))
 
     headers_c, rows_c, late_c = removal_curves(constant_lr_runs, ["blur"])
@@ -229,6 +237,9 @@ def break_even_claim(runs: Sequence[Run], setting: str) -> list[Claim]:
         rows.append([name, *(f"{v:.3g}" if v is not None else "-" for v in values), "yes" if ok else "no"])
     edge = [f"{label(r)}: 2/lr = {2 / r.run.lr:.3g}, max lambda_H^1 = {r.peaks_all.get('lambda_h1') or float('nan'):.3g}"
             for r in noise_order]
+    # The conjecture is about trajectories past their break-even point; a run whose curvature never
+    # came near 2/lr was still sharpening when it ended, and its peak is not yet its peak.
+    unfinished = [label(r) for r in noise_order if (r.peaks_all.get("lambda_h1") or 0.0) < 0.5 * 2 / r.run.lr]
     cutoffs = ", ".join(f"{label(r)}: epoch {r.cutoff_epoch}" for r in noise_order)
     what = "a larger learning rate" if setting == "lr" else "a smaller batch"
     return [Claim(
@@ -239,6 +250,8 @@ def break_even_claim(runs: Sequence[Run], setting: str) -> list[Claim]:
         "peaks move in the predicted direction monotonically across the settings, partly if 2-3 do",
         REPRODUCED if agree == 4 else PARTLY if agree >= 2 else NOT,
         f"{agree} of 4 peaks move as predicted (common training accuracy {100 * (results[0].threshold or 0):.1f}%; "
-        f"cut-offs {cutoffs}). Edge-of-stability check: " + "; ".join(edge) + ".",
+        f"cut-offs {cutoffs}). Edge-of-stability check: " + "; ".join(edge) + "."
+        + (f" Not past break-even (max lambda_H^1 below half of 2/lr) by the end of the run: {', '.join(unfinished)}; "
+           "a longer run would be needed to compare those trajectories." if unfinished else ""),
         rows, ["peak (before common accuracy)", *(label(r) for r in noise_order), "as predicted"],
     )]

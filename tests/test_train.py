@@ -97,3 +97,23 @@ def test_bad_input_fails_before_training_with_a_clear_message(tmp_path, override
     assert result.returncode != 0
     assert message in result.stderr, result.stderr[-3000:]
     assert not (run_dir / "summary.json").exists() and not (run_dir / "metrics.jsonl").exists()
+
+
+FULL_PROBE_KEYS = {
+    "fisher/trace", "curvature/lambda_h1", "curvature/trace_h", "break_even/lambda_k1", "break_even/trace_k",
+    "break_even/cond_k", "break_even/delta_loss_abs", "break_even/delta_loss", "grad/norm", "grad/mean",
+    "grad/std", "probe/seconds",
+}
+
+
+def test_full_probes_reach_the_run_record_and_wandb_under_the_same_names(make_cfg, tmp_path):
+    train(make_cfg("probes=full", "probes.probe_size=64", "probes.early_steps=3", "probes.early_until_step=5",
+                   "logger=wandb"))
+    keys = {key for row in read_metrics(tmp_path) for key in row}
+    assert FULL_PROBE_KEYS <= keys
+    layers = {k.rsplit("/", 1)[1] for k in keys if k.startswith("fisher/trace/")}
+    assert layers and layers == {k.rsplit("/", 1)[1] for k in keys if k.startswith("fisher/share/")}
+    # W&B's offline transaction log holds every key name as plain text.
+    (wandb_log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
+    logged = wandb_log.read_bytes()
+    assert all(key.encode() in logged for key in keys - {"step", "epoch"})

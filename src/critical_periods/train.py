@@ -67,8 +67,8 @@ def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list, callbacks: li
     )
 
 
-def summary_of(cfg: DictConfig, datamodule: DeficitDataModule, epochs: int) -> dict[str, Any]:
-    """The essentials every analysis needs, beside the resolved config."""
+def summary_of(cfg: DictConfig, config: dict[str, Any], datamodule: DeficitDataModule, epochs: int) -> dict[str, Any]:
+    """The essentials every analysis needs, beside the resolved ``config``."""
     return {
         "status": "running",
         "deficit": datamodule.deficit.kind,
@@ -77,12 +77,17 @@ def summary_of(cfg: DictConfig, datamodule: DeficitDataModule, epochs: int) -> d
         "epochs": epochs,
         "seed": cfg.seed,
         "name": cfg.name,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config,
     }
 
 
 def final_metrics(trainer: pl.Trainer, test_results: list[dict[str, float]]) -> dict[str, float]:
-    metrics = {f"final/{key.replace('/', '_')}": float(value) for key, value in trainer.callback_metrics.items()}
+    # The last epoch's train/val numbers (not val_deficit/*: its last value dates from the deficit).
+    metrics = {
+        f"final/{key.replace('/', '_')}": float(value)
+        for key, value in trainer.callback_metrics.items()
+        if key.split("/")[0] in ("train", "val", "test")
+    }
     test_acc = test_results[0]["test/acc"]
     metrics.update({"final/test_acc": test_acc, "final/test_error": 1.0 - test_acc})
     metrics["final/test_loss"] = test_results[0]["test/loss"]
@@ -144,7 +149,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     checkpoint = last_checkpoint(out_dir) if previous is not None else None
     resumed_from = checkpoint_epoch(checkpoint) if checkpoint is not None else None
     trim_metrics(out_dir, resumed_from)
-    summary = summary_of(cfg, datamodule, epochs)
+    summary = summary_of(cfg, config, datamodule, epochs)
     summary["wandb_id"] = (previous or {}).get("wandb_id") or wandb_run_id()
     if resumed_from is not None:
         summary["resumed_from_epoch"] = resumed_from

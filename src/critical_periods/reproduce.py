@@ -39,13 +39,13 @@ def main(argv: list[str] | None = None) -> Path:
     out = args.out.resolve()
     extra = () if args.wandb else ("logger=none",)
     threads = 1 if args.jobs > 1 else None
-    seconds: dict[str, float] = {}
 
     def run(study):
         print(f"[{time.strftime('%H:%M:%S')}] {study.name}: {study.claim}", flush=True)
-        seconds[study.name] = run_study(study, out, args.quick, extra, threads)
-        print(f"[{time.strftime('%H:%M:%S')}] {study.name}: done in {seconds[study.name] / 60:.1f} min", flush=True)
+        elapsed = run_study(study, out, args.quick, extra, threads)
+        print(f"[{time.strftime('%H:%M:%S')}] {study.name}: done in {elapsed / 60:.1f} min", flush=True)
 
+    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(run, study) for study in STUDIES]:
             future.result()
@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> Path:
     ]
     figures = copy_figures(sweep_dirs, args.docs / "figures")
     command = "python -m critical_periods.reproduce" + (" --quick" if args.quick else "")
-    report = write_report(args.docs / "reproduction.md", claims, figures, seconds, command, args.quick)
+    all_runs = [run for study_runs in runs.values() for run in study_runs]
+    fit_seconds = sum(run.fit_seconds or 0.0 for run in all_runs)
+    report = write_report(args.docs / "reproduction.md", claims, figures, time.perf_counter() - started,
+                          max(1, args.jobs), fit_seconds, len(all_runs), command, args.quick)
     for claim in claims:
         print(f"{claim.verdict:>15}  {claim.title}")
     print(f"report: {report}")

@@ -116,3 +116,34 @@ def test_wandb_sweep_file_matches_its_hydra_study(sweep):
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"sweep={sweep}", *overrides], return_hydra_config=True)
     assert set(wandb_sweep["parameters"]) == set(cfg.hydra.sweeper.params)
+
+
+@pytest.mark.parametrize("min_seconds,expected", [(0, [False, True, True]), (3600, [False, False, False])])
+def test_resume_checkpoint_is_throttled_by_wall_time_but_always_written_after_the_last_epoch(tmp_path, min_seconds, expected):
+    import pytorch_lightning as pl
+    import torch
+
+    from critical_periods.callbacks.checkpoint import ResumeCheckpoint
+    from critical_periods.data.datamodule import DeficitDataModule
+    from critical_periods.data.synthetic import load_synthetic
+    from critical_periods.models.mlp import MLP
+    from critical_periods.module import ClassifierModule
+    from critical_periods.resume import checkpoint_epoch, last_checkpoint
+
+    class Seen(pl.Callback):
+        def __init__(self):
+            self.exists = []
+
+        def on_train_epoch_start(self, trainer, pl_module):
+            self.exists.append(last_checkpoint(tmp_path) is not None)
+
+    datamodule = DeficitDataModule(lambda: load_synthetic(num_samples=200, test_samples=50, input_dim=8, num_classes=3))
+    datamodule.setup()
+    module = ClassifierModule(MLP(datamodule.input_shape, 3, widths=[8]), 3, lambda p: torch.optim.SGD(p, lr=0.1),
+                              lr_factor=lambda epoch: 1.0)
+    seen = Seen()
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[seen, ResumeCheckpoint(tmp_path, min_seconds=min_seconds)])
+    trainer.fit(module, datamodule=datamodule)
+    assert seen.exists == expected
+    assert checkpoint_epoch(last_checkpoint(tmp_path)) == 2  # the last epoch is always saved

@@ -117,3 +117,22 @@ def test_full_probes_reach_the_run_record_and_wandb_under_the_same_names(make_cf
     (wandb_log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
     logged = wandb_log.read_bytes()
     assert all(key.encode() in logged for key in keys - {"step", "epoch"})
+
+
+@pytest.mark.parametrize("env,expected", [({"SUBMITIT_EXECUTOR": "local"}, 1), ({"SLURM_CPUS_PER_TASK": "3"}, 3)])
+def test_threads_follow_the_launcher(monkeypatch, env, expected):
+    import torch
+
+    from critical_periods.train import set_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        set_threads(None)
+        assert torch.get_num_threads() == expected
+        set_threads(2)  # an explicit `threads=` wins
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

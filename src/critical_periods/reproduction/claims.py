@@ -14,7 +14,7 @@ import numpy as np
 
 from critical_periods.analysis.break_even import break_even_runs, compare
 from critical_periods.analysis.runs import Run
-from critical_periods.analysis.tables import plotted_runs
+from critical_periods.analysis.tables import Stat, baselines, plotted_runs, removal_table
 
 # A lasting effect must exceed this many percentage points of final test error...
 MIN_EFFECT_PP = 2.0
@@ -46,54 +46,46 @@ def missing(*values: float) -> bool:
     return any(not np.isfinite(v) for v in values)
 
 
-def _errors_by(runs: Sequence[Run], kind: str) -> dict[int, list[float]]:
-    """Final test errors of ``kind`` runs (onset 0) by removal epoch."""
-    out: dict[int, list[float]] = defaultdict(list)
-    for run in plotted_runs(runs):
-        if run.deficit == kind and run.onset == 0:
-            out[run.removal_epoch].append(run.test_error)
-    return dict(sorted(out.items()))
+def removal_curves(runs: Sequence[Run], kinds: Sequence[str]) -> tuple[Stat | None, dict[str, dict[int, Stat]]]:
+    """The baseline and, per kind, the final error per removal epoch: the analysis's own tables,
+    for a study with a single condition (anything else varying would mix curves)."""
+    base = baselines(runs)
+    if len(base) > 1:
+        raise ValueError(f"a reproduction study must have one condition, found {sorted(base)}")
+    curves = {kind: {c.x: c.error for c in removal_table(runs) if c.kind == kind} for kind in kinds}
+    return next(iter(base.values()), None), {kind: curve for kind, curve in curves.items() if curve}
 
 
-def _baseline(runs: Sequence[Run]) -> list[float]:
-    return [r.test_error for r in plotted_runs(runs) if r.is_baseline]
+def late_effect(curve: dict[int, Stat], base: Stat | None) -> float:
+    """Error at the latest removal epoch minus the baseline (a fraction); NaN without either."""
+    return curve[max(curve)].mean - base.mean if curve and base else float("nan")
 
 
-def removal_curves(runs: Sequence[Run], kinds: Sequence[str]) -> tuple[list[str], list[list[str]], dict[str, float]]:
-    """A table of mean error (%) per removal epoch per kind, and each kind's late effect: the error
-    at its latest removal epoch minus the baseline (fractions)."""
-    base = _baseline(runs)
-    curves = {kind: _errors_by(runs, kind) for kind in kinds}
-    epochs = sorted({0, *(e for c in curves.values() for e in c)})
-    headers = ["deficit", *(f"removed at {e}" for e in epochs)]
-    rows, late = [], {}
+def curve_table(curves: dict[str, dict[int, Stat]], base: Stat | None) -> tuple[list[str], list[list[str]]]:
+    """Mean error (%) and run count per removal epoch per kind; removal at 0 is the baseline."""
+    epochs = sorted({0, *(e for curve in curves.values() for e in curve)})
+    rows = []
     for kind, curve in curves.items():
-        if not curve:
-            continue
-        cells = []
-        for e in epochs:
-            values = base if e == 0 else curve.get(e)
-            cells.append(f"{pp(np.mean(values))} ({len(values)})" if values else "-")
-        rows.append([kind, *cells])
-        late[kind] = float(np.mean(curve[max(curve)]) - np.mean(base)) if base else float("nan")
-    return headers, rows, late
+        cells = [curve.get(e) or (base if e == 0 else None) for e in epochs]
+        rows.append([kind, *(f"{pp(c.mean)} ({c.n})" if c else "-" for c in cells)])
+    return ["deficit", *(f"removed at {e}" for e in epochs)], rows
 
 
-def lasting_effect(effect: float, base: Sequence[float]) -> bool:
-    spread = (max(base) - min(base)) if len(base) > 1 else 0.0
-    return 100 * effect >= MIN_EFFECT_PP and effect > spread
+def lasting_effect(effect: float, base: Stat) -> bool:
+    return 100 * effect >= MIN_EFFECT_PP and effect > base.high - base.low
 
 
 def critical_period_claims(kinds_runs: Sequence[Run], constant_lr_runs: Sequence[Run]) -> list[Claim]:
     kinds = ["blur", "vertical_flip", "label_permutation", "noise"]
-    headers, rows, late = removal_curves(kinds_runs, kinds)
-    base = _baseline(kinds_runs)
-    base_text = f"baseline (no deficit) {pp(np.mean(base))}% ({len(base)} seeds, range {pp(max(base) - min(base))} pp)"
+    base, curves = removal_curves(kinds_runs, kinds)
+    headers, rows = curve_table(curves, base)
+    late = {kind: late_effect(curve, base) for kind, curve in curves.items()}
+    base_text = f"baseline (no deficit) {pp(base.mean)}% ({base.n} seeds, range {pp(base.high - base.low)} pp)" if base else ""
     claims = []
 
     blur = late.get("blur", float("nan"))
-    blur_curve = _errors_by(kinds_runs, "blur")
-    grows = list(blur_curve) and np.mean(blur_curve[max(blur_curve)]) > np.mean(blur_curve[min(blur_curve)])
+    blur_curve = curves.get("blur", {})
+    grows = bool(blur_curve) and blur_curve[max(blur_curve)].mean > blur_curve[min(blur_curve)].mean
     verdict = NO_DATA if missing(blur) else REPRODUCED if lasting_effect(blur, base) and grows else PARTLY if blur > 0 else NOT
     claims.append(Claim(
         "Blur early in training does lasting harm, growing with the removal epoch",
@@ -120,7 +112,7 @@ def critical_period_claims(kinds_runs: Sequence[Run], constant_lr_runs: Sequence
         ))
 
     noise = late.get("noise", float("nan"))
-    noise_curve = _errors_by(kinds_runs, "noise")
+    noise_curve = curves.get("noise", {})
     lr_note = ""
     if noise_curve:
         schedule = next(r for r in plotted_runs(kinds_runs) if r.deficit == "noise").config.get("schedule", {})
@@ -138,10 +130,10 @@ def critical_period_claims(kinds_runs: Sequence[Run], constant_lr_runs: Sequence
         f"late effect: noise {signed_pp(noise)} pp, blur {signed_pp(blur)} pp.{lr_note}",
     ))
 
-    headers_c, rows_c, late_c = removal_curves(constant_lr_runs, ["blur"])
-    base_c = _baseline(constant_lr_runs)
-    effect_c = late_c.get("blur", float("nan"))
-    if missing(effect_c) or not base_c:
+    base_c, curves_c = removal_curves(constant_lr_runs, ["blur"])
+    headers_c, rows_c = curve_table(curves_c, base_c)
+    effect_c = late_effect(curves_c.get("blur", {}), base_c)
+    if missing(effect_c):
         verdict = NO_DATA
     else:
         verdict = REPRODUCED if lasting_effect(effect_c, base_c) else PARTLY if effect_c > 0 else NOT
@@ -152,7 +144,7 @@ def critical_period_claims(kinds_runs: Sequence[Run], constant_lr_runs: Sequence
         f"reproduced if, with a constant lr, blur's late effect is >= {MIN_EFFECT_PP} pp and above the baseline's seed range",
         verdict,
         f"constant lr: blur removed at the latest epoch {signed_pp(effect_c)} pp over the baseline "
-        f"{pp(np.mean(base_c)) if base_c else '-'}% (with the decaying lr: {signed_pp(blur)} pp).",
+        f"{pp(base_c.mean) if base_c else '-'}% (with the decaying lr: {signed_pp(blur)} pp).",
         rows_c, headers_c,
     ))
     return claims

@@ -30,19 +30,24 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside ``path`` and rename it over: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True, allow_nan=False, default=str)
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """``payload`` as strict JSON (NaN refused before anything is written), replacing ``path`` whole."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, allow_nan=False, default=str))
 
 
 def read_metrics(run_dir: Path | str) -> list[dict[str, Any]]:

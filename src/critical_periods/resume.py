@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from critical_periods.records import METRICS_FILE
+from critical_periods.records import METRICS_FILE, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +64,6 @@ def trim_metrics(run_dir: Path, last_epoch: int | None) -> None:
     with open(path) as f:
         rows = [line for line in f if line.strip()]
     kept = [] if last_epoch is None else [line for line in rows if json.loads(line).get("epoch", 0) <= last_epoch]
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(kept))
     if len(kept) != len(rows):
         log.info("dropped %d metric rows logged after the checkpoint", len(rows) - len(kept))

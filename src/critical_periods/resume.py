@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "diverged")
 CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last"  # file stem; written by callbacks.checkpoint.ResumeCheckpoint
 # The parts of the config that decide a run's numbers (not where it writes or how it reports).
 RESULT_KEYS = ("data", "model", "deficit", "optim", "schedule", "seed", "probes")
 
@@ -47,7 +48,7 @@ def check_same_run(previous: dict[str, Any], config: dict[str, Any], run_dir: Pa
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    path = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    path = run_dir / CHECKPOINT_DIR / f"{LAST_CHECKPOINT}.ckpt"
     return path if path.exists() else None
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from critical_periods.resume import CHECKPOINT_DIR, LAST_CHECKPOINT
+
 
 class ResumeCheckpoint(ModelCheckpoint):
     """Overwrites ``last.ckpt`` at the end of a training epoch (after the probes have logged), at
@@ -19,7 +21,7 @@ class ResumeCheckpoint(ModelCheckpoint):
 
     def __init__(self, run_dir: Path, every_n_epochs: int = 1, min_seconds: float = 60.0) -> None:
         # One file, overwritten: top-1 by recency, as there is no monitored metric.
-        super().__init__(dirpath=Path(run_dir) / "checkpoints", filename="last", save_top_k=1,
+        super().__init__(dirpath=Path(run_dir) / CHECKPOINT_DIR, filename=LAST_CHECKPOINT, save_top_k=1,
                          every_n_epochs=every_n_epochs, save_on_train_epoch_end=True, enable_version_counter=False)
         self.min_seconds = min_seconds
         self._last_save = time.monotonic()

@@ -1,0 +1,63 @@
+"""Every metric name the run record, W&B, the analysis and the reproduction share: one place, so a
+typo is an ImportError rather than a silently empty column.
+
+Fixed names are module constants; families with a layer or index in them are functions.
+``docs/metrics.md`` defines each one (formula, estimator, reduction).
+"""
+
+from __future__ import annotations
+
+EPOCH = "epoch"
+STEP = "step"
+
+# -- training (ClassifierModule), per epoch --------------------------------------------------------
+TRAIN_LOSS = "train/loss"
+TRAIN_ACC = "train/acc"
+VAL_LOSS = "val/loss"
+VAL_ACC = "val/acc"
+VAL_DEFICIT_ACC = "val_deficit/acc"
+TEST_LOSS = "test/loss"
+TEST_ACC = "test/acc"
+LR = "lr"
+DEFICIT_ACTIVE = "deficit/active"
+
+# -- the end of a completed run (summary.json and the last metrics row) ----------------------------
+FINAL_PREFIX = "final/"
+FINAL_TEST_ERROR = "final/test_error"
+FINAL_TEST_ACC = "final/test_acc"
+FINAL_TEST_LOSS = "final/test_loss"
+FINAL_TRAIN_ACC = "final/train_acc"
+
+# -- probes -------------------------------------------------------------------------------------------
+PROBE_SECONDS = "probe/seconds"
+
+FISHER_TRACE = "fisher/trace"
+
+
+def fisher_layer_trace(layer: str) -> str:
+    return f"{FISHER_TRACE}/{layer}"
+
+
+def fisher_layer_share(layer: str) -> str:
+    return f"fisher/share/{layer}"
+
+
+LAMBDA_K1 = "break_even/lambda_k1"
+TRACE_K = "break_even/trace_k"
+COND_K = "break_even/cond_k"
+DELTA_LOSS = "break_even/delta_loss"
+DELTA_LOSS_ABS = "break_even/delta_loss_abs"
+
+GRAD_NORM = "grad/norm"
+GRAD_MEAN = "grad/mean"
+GRAD_STD = "grad/std"
+
+TRACE_H = "curvature/trace_h"
+
+
+def lambda_h(index: int) -> str:
+    """``curvature/lambda_h<index>``: the index-th largest Hessian eigenvalue (1-based)."""
+    return f"curvature/lambda_h{index}"
+
+
+LAMBDA_H1 = lambda_h(1)

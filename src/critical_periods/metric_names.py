@@ -42,9 +42,15 @@ def fisher_layer_share(layer: str) -> str:
     return f"fisher/share/{layer}"
 
 
+# K from L mini-batch gradients of batch size B (Jastrzebski et al. 2020); see probes/covariance.py.
 LAMBDA_K1 = "break_even/lambda_k1"
 TRACE_K = "break_even/trace_k"
 COND_K = "break_even/cond_k"
+TRACE_K_RATIO = "break_even/trace_k_ratio"
+# The same statistics of the per-example covariance (B = 1), an option under names of its own.
+PER_EXAMPLE_LAMBDA_K1 = "break_even/per_example/lambda_k1"
+PER_EXAMPLE_TRACE_K = "break_even/per_example/trace_k"
+PER_EXAMPLE_COND_K = "break_even/per_example/cond_k"
 DELTA_LOSS = "break_even/delta_loss"
 DELTA_LOSS_ABS = "break_even/delta_loss_abs"
 
@@ -61,3 +67,18 @@ def lambda_h(index: int) -> str:
 
 
 LAMBDA_H1 = lambda_h(1)
+
+# Stiffness (Fort et al. 2019), from the per-example Gram matrix of true-label gradients.
+STIFFNESS_COS_SAME = "stiffness/cos_same_class"
+STIFFNESS_COS_DIFF = "stiffness/cos_diff_class"
+STIFFNESS_SIGN_SAME = "stiffness/sign_same_class"
+STIFFNESS_SIGN_DIFF = "stiffness/sign_diff_class"
+
+# Frequency principle (Xu et al. 2019), filtering method on the probe set.
+FREQUENCY_ERROR_LOW = "frequency/error_low"
+FREQUENCY_ERROR_HIGH = "frequency/error_high"
+
+
+def cka_vs_init(layer: str) -> str:
+    """``cka/<layer>/vs_init``: linear CKA of the layer's output now vs at the initial weights."""
+    return f"cka/{layer}/vs_init"

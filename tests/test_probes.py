@@ -75,7 +75,49 @@ def _shared_and_unsupported() -> tuple[nn.Module, torch.Tensor]:
     return model, torch.randn(N_EXAMPLES, 1, 5)
 
 
-CASES = {"mlp": _mlp, "cnn2d": _cnn2d, "cnn1d": _cnn1d, "shared_unsupported": _shared_and_unsupported}
+class _Temperature(nn.Module):
+    """A 0-dim learnable parameter on the root module (logits / temperature)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 3))
+        self.temperature = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) / self.temperature
+
+
+def _temperature() -> tuple[nn.Module, torch.Tensor]:
+    return _Temperature(), torch.randn(N_EXAMPLES, 7)
+
+
+class _Tied(nn.Module):
+    """Tied weights: ``b.weight = a.weight`` (b has no parameter of its own left), and one Parameter
+    owned by the root and by two Linear modules, each of which also has a bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4, bias=False)
+        self.b.weight = self.a.weight
+        self.shared = nn.Parameter(torch.randn(3, 4))
+        self.c, self.d = nn.Linear(4, 3), nn.Linear(4, 3)
+        self.c.weight = self.d.weight = self.shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.a(x))
+        h2 = torch.tanh(self.b(h))
+        return self.c(h) + self.d(h2)
+
+
+def _tied() -> tuple[nn.Module, torch.Tensor]:
+    return _Tied(), torch.randn(N_EXAMPLES, 4)
+
+
+CASES = {
+    "mlp": _mlp, "cnn2d": _cnn2d, "cnn1d": _cnn1d, "shared_unsupported": _shared_and_unsupported,
+    "temperature": _temperature, "tied": _tied,
+}
 
 
 @pytest.fixture(params=list(CASES))
@@ -94,7 +136,9 @@ def _layer_of(parameter_name: str) -> str:
 
 
 def explicit_gradients(model: nn.Module, inputs: torch.Tensor, loss_of_logits) -> dict[str, torch.Tensor]:
-    """layer -> (N, P_layer): one autograd.grad per example of loss_of_logits(logits (1, C))."""
+    """layer -> (N, P_layer): one autograd.grad per example of loss_of_logits(logits (1, C)).
+
+    ``named_parameters()`` lists a tied parameter once, under its first owner: autograd sums its uses."""
     named = [(n, p) for n, p in model.named_parameters()]
     was_training = model.training
     model.eval()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critical_periods.probes.context import probe_mode
+from critical_periods.stopping import raise_if_stop_requested
 
 
 @dataclass
@@ -112,7 +113,8 @@ def top_eigenvalues(
     ``|beta_j s_j|`` (s_j: last entry of a Ritz vector) bounds the residual ``||A x - theta x||``. Stops
     when that bound is below ``tolerance * |theta|`` for the top k (0: down to rounding), when the
     Krylov space is invariant, or after ``max_iterations`` products ``A @ v`` (memory: that many
-    vectors of length n). Starts from a vector drawn from ``generator``. Unconverged values are still
+    vectors of length n). Starts from a vector drawn from ``generator``. A pending stop request
+    (:mod:`critical_periods.stopping`) is honoured between iterations. Unconverged values are still
     returned, with a warning; a non-finite operator gives NaN with a warning.
 
     (Not scipy's ARPACK ``eigsh``: it reorthogonalises on the host in float64, which at 0.5M
@@ -137,6 +139,7 @@ def top_eigenvalues(
     betas: list[float] = []
     converged = False
     for j in range(steps):
+        raise_if_stop_requested()
         w = operator @ basis[j]
         alphas.append(float(basis[j] @ w))
         for _ in range(2):  # full reorthogonalisation, twice ("twice is enough")
@@ -174,7 +177,8 @@ def top_eigenvalues(
 def hutchinson_trace(operator, samples: int, generator: torch.Generator | None = None) -> float:
     """Hutchinson's unbiased estimate ``tr A ~ (1/s) sum_j v_j^T A v_j``, Rademacher ``v_j`` from ``generator``.
 
-    Its variance is ``2 (||A||_F^2 - sum_i A_ii^2) / s`` for symmetric A.
+    Its variance is ``2 (||A||_F^2 - sum_i A_ii^2) / s`` for symmetric A. A pending stop request is
+    honoured between samples.
 
     >>> hutchinson_trace(torch.diag(torch.tensor([1.0, 2.0, 3.0])), samples=1)
     6.0
@@ -185,6 +189,7 @@ def hutchinson_trace(operator, samples: int, generator: torch.Generator | None =
     generator = _default_generator(generator)
     total = 0.0
     for _ in range(samples):
+        raise_if_stop_requested()
         signs = torch.randint(0, 2, (n,), generator=generator, device=generator.device) * 2 - 1
         v = signs.to(device=device, dtype=dtype)
         total += float(v.double() @ (operator @ v).double())

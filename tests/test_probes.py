@@ -306,6 +306,32 @@ def test_chunked_statistics_equal_whole_probe_set(case, chunk_size):
         assert_close(chunked.fisher_squared_norms[layer], norms, rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["cnn2d", "cnn1d"])
+def test_chunked_gram_never_forms_more_than_a_chunk_of_dense_gradients(name, monkeypatch):
+    import critical_periods.probes.per_example as per_example
+
+    torch.manual_seed(0)
+    model, inputs = CASES[name]()
+    model, inputs = model.double(), inputs.double()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    rows: list[int] = []  # rows of every dense per-example gradient matrix formed or multiplied
+
+    def recording(function):
+        def wrapper(*args):
+            result = function(*args)
+            rows.append(len(args[0]) if function.__name__ == "gram" else result.shape[0])
+            return result
+        return wrapper
+
+    for form in ("_conv_dense", "_batchnorm_dense", "_linear_dense", "_densify"):
+        monkeypatch.setattr(per_example, form, recording(getattr(per_example, form)))
+    monkeypatch.setattr(per_example.DenseGradients, "gram", recording(per_example.DenseGradients.gram))
+    chunked = collect_probe_gradients(model, inputs, labels, gram=True, chunk_size=5)
+    assert rows and max(rows) <= 5  # per-example gradients of at most one chunk at a time
+    explicit = true_label_gradients(model, inputs, labels)
+    assert_close(chunked.gram, explicit @ explicit.T)
+
+
 def test_batchnorm_without_running_statistics_is_refused():
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=False)).double()
     with pytest.raises(ValueError, match="per-example"):

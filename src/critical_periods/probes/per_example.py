@@ -15,7 +15,8 @@ the cheapest exact form:
   :class:`FactoredGradients`, O(N (in + out)) memory.
 * ``nn.Linear`` on (N, ..., in) inputs, ``nn.Conv1d``/``nn.Conv2d`` (zero padding given as numbers),
   eval-mode BatchNorm: the per-example gradient is a sum over positions, formed explicitly by an
-  einsum over unfolded patches: :class:`DenseGradients`, O(N P_layer) memory.
+  einsum over unfolded patches: :class:`DenseGradients`, formed on demand from the captured inputs
+  and output gradients (O(N P_layer) while one product uses them, not kept).
 * anything else (LayerNorm, custom parameters, 0-dim parameters, ``padding="same"``...), and every
   module owning a parameter that another module owns too (tied weights, ``b.weight = a.weight``):
   ``torch.func`` ``vmap(grad(functional_call))`` over the examples, restricted to those parameters.
@@ -30,7 +31,7 @@ layer (``named_modules()`` order) that owns it, like ``model.named_parameters()`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -57,10 +58,6 @@ class LayerGradients(Protocol):
 
     def gram(self) -> Tensor:
         """(n, n) float64: ``<g_i, g_j>``."""
-        ...
-
-    def mean(self) -> Tensor:
-        """(P_layer,) float64: ``(1/n) sum_i g_i``, flattened."""
         ...
 
 
@@ -95,25 +92,22 @@ class FactoredGradients:
         a, d = self.inputs, self.output_grads
         return (self._input_inner(a, a) * (d @ d.T)).double()
 
-    def mean(self) -> Tensor:
-        a, d = self.inputs.double(), self.output_grads.double()
-        n = len(self)
-        parts = []
-        if self.has_weight:
-            parts.append((d.T @ a).flatten() / n)  # (out, in), the weight's layout
-        if self.has_bias:
-            parts.append(d.mean(0))
-        return torch.cat(parts)
 
 
-@dataclass
 class DenseGradients:
-    """Explicit per-example gradients, flattened: (n, P_layer)."""
+    """Explicit per-example gradients, flattened: (n, P_layer), given as a tensor or as a function that
+    forms them, called each time they are needed, so only one layer's are alive at a time."""
 
-    gradients: Tensor
+    def __init__(self, gradients: Tensor | Callable[[], Tensor], n: int | None = None) -> None:
+        self._source = gradients
+        self._n = gradients.shape[0] if isinstance(gradients, Tensor) else n
+
+    @property
+    def gradients(self) -> Tensor:
+        return self._source if isinstance(self._source, Tensor) else self._source()
 
     def __len__(self) -> int:
-        return self.gradients.shape[0]
+        return self._n
 
     def squared_norms(self) -> Tensor:
         return _squared_norms(self.gradients)
@@ -122,8 +116,12 @@ class DenseGradients:
         g = self.gradients
         return (g @ g.T).double()
 
-    def mean(self) -> Tensor:
-        return self.gradients.double().mean(0)
+
+def cross_gram(first: LayerGradients, second: LayerGradients) -> Tensor:
+    """(n_1, n_2) float64: ``<g_i, h_j>`` between one layer's per-example gradients on two sets of examples."""
+    if isinstance(first, FactoredGradients) and isinstance(second, FactoredGradients):
+        return (first._input_inner(first.inputs, second.inputs) * (first.output_grads @ second.output_grads.T)).double()
+    return (_densify(first) @ _densify(second).T).double()
 
 
 def concatenate(blocks: Sequence[LayerGradients]) -> LayerGradients:
@@ -266,7 +264,7 @@ def _hooked_layer_gradients(module: nn.Module, calls: list[tuple[Tensor, Tensor]
         dense = _batchnorm_dense
     else:
         dense = _conv_dense
-    return DenseGradients(sum(dense(module, a, d) for a, d in calls))
+    return DenseGradients(lambda: sum(dense(module, a, d) for a, d in calls), n=calls[0][0].shape[0])
 
 
 class PerExampleGradients:

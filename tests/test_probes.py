@@ -228,6 +228,30 @@ def test_lanczos_top_eigenvalues_match_eigh(symmetric, k):
                  expected, rtol=1e-10)
 
 
+class CountingOperator:
+    """A dense matrix behind ``@``, counting the products."""
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        self.matrix, self.shape, self.dtype, self.device, self.products = matrix, matrix.shape, matrix.dtype, matrix.device, 0
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        self.products += 1
+        return self.matrix @ v
+
+
+@pytest.mark.parametrize("k,basis_size", [(1, 4), (3, 8)])
+def test_restarted_lanczos_with_a_small_basis_matches_eigh(k, basis_size):
+    # 300 x 300, eigenvalues clustered near the top: many more products than stored vectors
+    generator = torch.Generator().manual_seed(2)
+    q, _ = torch.linalg.qr(torch.randn(300, 300, generator=generator, dtype=torch.float64))
+    eigenvalues = torch.cat([torch.tensor([5.0, 4.8, 4.7, 4.65]), torch.rand(296, generator=generator, dtype=torch.float64) * 4 - 2])
+    operator = CountingOperator(q @ torch.diag(eigenvalues) @ q.T)
+    values = top_eigenvalues(operator, k=k, tolerance=1e-10, max_iterations=3000, basis_size=basis_size,
+                             generator=torch.Generator().manual_seed(0))
+    assert_close(values, eigenvalues.sort(descending=True).values[:k], rtol=1e-9)
+    assert operator.products > 3 * basis_size  # it restarted, several times
+
+
 def test_hutchinson_converges_to_the_trace(symmetric):
     samples = 4000
     estimate = hutchinson_trace(symmetric, samples, torch.Generator().manual_seed(0))

@@ -26,6 +26,7 @@ from critical_periods.probes import (
     minibatch_covariance_metrics,
     minibatch_gradients,
     per_example_covariance_metrics,
+    stiffness_from_gram,
     top_eigenvalues,
 )
 from critical_periods.stopping import StopRequested, clear_stop, request_stop
@@ -458,6 +459,16 @@ def test_stiffness_matches_explicit_pair_loops(case):
     for (c, d), values in cells.items():
         expected[c, d] = sum(values) / len(values)
     torch.testing.assert_close(results.stiffness_matrix, expected, equal_nan=True)
+
+
+def test_stiffness_of_a_zero_gradient_is_zero_and_bad_options_are_refused():
+    g = torch.tensor([[1.0, 2.0], [0.0, 0.0], [-1.0, -2.0]], dtype=torch.float64)  # example 1: zero gradient
+    averages, matrix = stiffness_from_gram(g @ g.T, torch.tensor([0, 0, 1]), num_classes=2)
+    assert averages[names.STIFFNESS_COS_SAME] == 0.0 and averages[names.STIFFNESS_SIGN_SAME] == 0.0
+    assert averages[names.STIFFNESS_COS_DIFF] == pytest.approx(-0.5)  # pairs (0, 2): -1 twice, (1, 2): 0 twice
+    assert matrix[0, 1] == pytest.approx(-0.5) and math.isnan(matrix[1, 1])  # class 1 has one example
+    with pytest.raises(ValueError, match=r"probes\.stiffness\.matrix_every_n_epochs=-1 is not allowed"):
+        StiffnessOptions(matrix_every_n_epochs=-1)
 
 
 # --- Hessian ------------------------------------------------------------------------------------------

@@ -22,7 +22,16 @@ from torch import Tensor, nn
 from critical_periods.data.datamodule import stratified_pick
 from critical_periods.models.conv1d import Conv1DNet
 from critical_periods.models.mlp import MLP
-from critical_periods.probes import CovarianceOptions, FisherOptions, HessianOptions, compute_probes
+from critical_periods.metric_names import PER_EXAMPLE_TRACE_K
+from critical_periods.probes import (
+    CovarianceOptions,
+    FisherOptions,
+    HessianOptions,
+    StiffnessOptions,
+    collect_probe_gradients,
+    compute_probes,
+    per_example_covariance_metrics,
+)
 
 TRAIN_EXAMPLES, BATCH_SIZE = 4000, 128
 
@@ -92,16 +101,21 @@ def benchmark(name: str, make_model: Callable[[], nn.Module], x: Tensor, y: Tens
     parameters = sum(p.numel() for p in model.parameters())
     generator = torch.Generator().manual_seed(0)
 
-    def probe(**options) -> Callable[[], dict[str, float]]:
+    def probe(**options) -> Callable[[], object]:
         return lambda: compute_probes(model, px, py, chunk_size=args.chunk_size, generator=generator, **options)
+
+    covariance = CovarianceOptions()  # the default: 25 mini-batches of 128 training examples
+    batches = (x[: covariance.batches * covariance.batch_size], y[: covariance.batches * covariance.batch_size])
 
     loop_ms = best_ms(lambda: loop_fisher_sampled(model, px, generator), max(1, args.repeats // 2))
     rows = [  # (probe, time ms, time of the loop computing the same statistic, or None)
         ("Fisher trace, sampled (m=1)", best_ms(probe(fisher=FisherOptions(samples=1)), args.repeats), loop_ms),
         ("Fisher trace, exact (C classes)", best_ms(probe(fisher=FisherOptions(exact=True)), args.repeats),
          classes * loop_ms),
-        ("Gram matrix / K (tr K, lambda_K, cond)", best_ms(probe(covariance=CovarianceOptions()), args.repeats),
-         loop_ms),
+        ("Per-example Gram matrix (stiffness, per-example K)", best_ms(probe(stiffness=StiffnessOptions()),
+         args.repeats), loop_ms),
+        ("K from 25 mini-batch gradients of 128 (lambda_K, tr K, cond)",
+         best_ms(probe(covariance=covariance, covariance_batches=batches), args.repeats), None),
         ("Hessian lambda_H^1 (Lanczos, tol 1e-3)",
          best_ms(probe(hessian=HessianOptions(top_k=1, trace_samples=0)), args.repeats), None),
         ("Hessian trace (Hutchinson, 10 HVPs)",
@@ -110,7 +124,7 @@ def benchmark(name: str, make_model: Callable[[], nn.Module], x: Tensor, y: Tens
     epoch_ms = best_ms(lambda: train_epoch(make_model(), x, y), args.repeats)
 
     # the probe and the loop agree (same statistic, same true labels)
-    probed = compute_probes(model, px, py, covariance=CovarianceOptions())["break_even/trace_k"]
+    probed = per_example_covariance_metrics(collect_probe_gradients(model, px, py, gram=True).gram)[PER_EXAMPLE_TRACE_K]
     looped = loop_trace_k(model, px, y=py)
 
     print(f"\n### {name}: {parameters:,} parameters, probe set {args.probe_size}, float32, "
@@ -124,7 +138,7 @@ def benchmark(name: str, make_model: Callable[[], nn.Module], x: Tensor, y: Tens
             print(f"| {probe_name} | {ms:.1f} | {loop:.0f} | {loop / ms:.0f}x |")
     print(f"| one training epoch ({TRAIN_EXAMPLES} examples, batch {BATCH_SIZE}, SGD) | {epoch_ms:.0f} | | |")
     default_ms = rows[0][1]
-    everything_ms = sum(ms for _, ms, _ in rows[1:])  # full.yaml: exact Fisher + K + lambda_H^1 + tr H
+    everything_ms = sum(ms for _, ms, _ in rows[1:])  # full.yaml: exact Fisher + Gram + K + lambda_H^1 + tr H
     print(f"\nprobes/fisher (default) adds {100 * default_ms / epoch_ms:.0f}% per epoch; "
           f"probes/full adds {100 * everything_ms / epoch_ms:.0f}%. "
           f"tr K probe vs loop: relative difference {abs(probed - looped) / abs(looped):.1e}. "

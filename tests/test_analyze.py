@@ -267,8 +267,8 @@ def test_break_even_peaks_are_taken_before_the_common_train_accuracy(tmp_path, c
 def test_break_even_from_real_runs(tmp_path, drawn):
     sweep = tmp_path / "sweep"
     for lr in (0.05, 0.2):
-        run_job(sweep, f"optim.lr={lr}", ["probes=full", "probes.probe_size=64", "probes.early_steps=3",
-                                          "probes.early_until_step=10", f"optim.lr={lr}"])
+        run_job(sweep, f"optim.lr={lr}", ["probes=full", "probes.probe_size=64", "probes.covariance.batches=4",
+                                          "probes.early_steps=3", "probes.early_until_step=10", f"optim.lr={lr}"])
     cli.analyze(sweep)
     rows = {number(r["lr"]): r for r in read_csv(sweep / "analysis" / "break_even_runs.csv")}
     metrics = {lr: read_metrics(sweep / f"optim.lr={lr}") for lr in (0.05, 0.2)}

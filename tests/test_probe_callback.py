@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -12,16 +13,19 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from critical_periods.callbacks.probes import ProbeCallback
+from critical_periods import metric_names as names
+from critical_periods.callbacks.probes import STIFFNESS_FILE, ProbeCallback
 from critical_periods.data.arrays import DataArrays
 from critical_periods.data.datamodule import DeficitDataModule
-from critical_periods.probes import CovarianceOptions, FisherOptions, HessianOptions
+from critical_periods.probes import CovarianceOptions, FisherOptions, HessianOptions, StiffnessOptions
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "probes"
+CONF = Path(__file__).resolve().parents[1] / "conf"
 STEPS_PER_EPOCH = 6  # 120 examples - 20% test - 10% val = 86 training examples, batches of 16
 EPOCHS = 3
 
@@ -83,29 +87,36 @@ def tiny_datamodule() -> DeficitDataModule:
     return DeficitDataModule(source=lambda: DataArrays(x, y, None, None, 3), batch_size=16, seed=0)
 
 
-def fit(callbacks: list[pl.Callback]) -> tuple[TinyClassifier, pl.Trainer, RecordingLogger]:
+def fit(
+    callbacks: list[pl.Callback], root: Path | None = None, ckpt_path: Path | None = None
+) -> tuple[TinyClassifier, pl.Trainer, RecordingLogger]:
     pl.seed_everything(0, verbose=False)
     module, logger = TinyClassifier(), RecordingLogger()
     trainer = pl.Trainer(
         max_epochs=EPOCHS, accelerator="cpu", devices=1, logger=logger, callbacks=callbacks,
-        enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-        limit_val_batches=0, deterministic=True,
+        enable_progress_bar=False, enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_model_summary=False, limit_val_batches=0, deterministic=True, default_root_dir=root,
     )
-    trainer.fit(module, datamodule=tiny_datamodule())
+    trainer.fit(module, datamodule=tiny_datamodule(), ckpt_path=ckpt_path)
     return module, trainer, logger
 
 
 def full_callback(**overrides) -> ProbeCallback:
     options = dict(
-        seed=5, probe_size=30, chunk_size=7, fisher=FisherOptions(samples=2), covariance=CovarianceOptions(),
-        hessian=HessianOptions(top_k=2, trace_samples=2), delta_loss=True,
+        seed=5, probe_size=30, chunk_size=7, fisher=FisherOptions(samples=2),
+        covariance=CovarianceOptions(batch_size=8, batches=4, per_example=True),
+        hessian=HessianOptions(top_k=2, trace_samples=2), stiffness=StiffnessOptions(), delta_loss=True,
         early_steps=3, early_until_step=STEPS_PER_EPOCH,  # steps 1, 2, 6: step 6 is also an epoch end
     )
     return ProbeCallback(**{**options, **overrides})
 
 
-def test_metrics_logged_with_their_steps_and_epochs():
-    module, _, logger = fit([full_callback()])
+def stiffness_rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / STIFFNESS_FILE).read_text().splitlines()]
+
+
+def test_metrics_logged_with_their_steps_and_epochs(tmp_path):
+    module, _, logger = fit([full_callback()], root=tmp_path)
     probes = [(step, m) for step, m in logger.records if "probe/seconds" in m]
     delta = [(step, m) for step, m in logger.records if "break_even/delta_loss" in m]
 
@@ -118,8 +129,10 @@ def test_metrics_logged_with_their_steps_and_epochs():
         "epoch", "probe/seconds",
         "fisher/trace", *(f"fisher/{kind}/{l}" for kind in ("trace", "share") for l in layers),
         "curvature/lambda_h1", "curvature/lambda_h2", "curvature/trace_h",
-        "break_even/lambda_k1", "break_even/trace_k", "break_even/cond_k",
-        "grad/norm", "grad/mean", "grad/std",
+        "break_even/lambda_k1", "break_even/trace_k", "break_even/cond_k", "break_even/trace_k_ratio",
+        "break_even/per_example/lambda_k1", "break_even/per_example/trace_k", "break_even/per_example/cond_k",
+        "stiffness/cos_same_class", "stiffness/cos_diff_class", "stiffness/sign_same_class",
+        "stiffness/sign_diff_class", "grad/norm", "grad/mean", "grad/std",
     }
     for _, metrics in probes:
         assert set(metrics) == expected_keys
@@ -134,9 +147,9 @@ def test_metrics_logged_with_their_steps_and_epochs():
         assert metrics["break_even/delta_loss_abs"] == pytest.approx(np.abs(in_epoch).mean(), rel=1e-6)
 
 
-def test_probes_leave_training_bitwise_unchanged():
+def test_probes_leave_training_bitwise_unchanged(tmp_path):
     def fit_and_snapshot(callbacks):
-        module, trainer, _ = fit(callbacks)
+        module, trainer, _ = fit(callbacks, root=tmp_path)
         optimizer = trainer.optimizers[0].state_dict()["state"]
         return {
             "weights": [t.clone() for t in module.state_dict().values()],  # parameters and BN buffers
@@ -157,7 +170,7 @@ def test_probes_leave_training_bitwise_unchanged():
     assert without["rng"][2] == with_probes["rng"][2]
 
 
-def test_non_finite_results_are_logged_as_nan_with_a_warning():
+def test_non_finite_results_are_logged_as_nan_with_a_warning(tmp_path):
     callback = full_callback(every_n_epochs=0, early_steps=0, delta_loss=False)  # the at-start probe only
     pl.seed_everything(0, verbose=False)
     module, logger = TinyClassifier(), RecordingLogger()
@@ -165,7 +178,7 @@ def test_non_finite_results_are_logged_as_nan_with_a_warning():
         module.model[5].weight.fill_(float("nan"))
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=logger, callbacks=[callback],
                          enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                         limit_val_batches=0)
+                         limit_val_batches=0, default_root_dir=tmp_path)
     with pytest.warns(RuntimeWarning) as warned:
         trainer.fit(module, datamodule=tiny_datamodule())
     messages = [str(w.message) for w in warned]
@@ -177,14 +190,63 @@ def test_non_finite_results_are_logged_as_nan_with_a_warning():
     assert math.isnan(metrics["curvature/lambda_h1"])
 
 
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")  # the saver is not needed again
+def test_stiffness_matrices_saved_at_start_and_epoch_ends_and_trimmed_on_resume(tmp_path):
+    callback = lambda: full_callback(fisher=None, covariance=None, hessian=None, delta_loss=False)  # noqa: E731
+    saver = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1, save_on_train_epoch_end=True)
+    _, _, logger = fit([callback(), saver], root=tmp_path)
+    rows = stiffness_rows(tmp_path)
+    epoch_ends = [STEPS_PER_EPOCH * (e + 1) for e in range(EPOCHS)]
+    assert [(r["step"], r["epoch"]) for r in rows] == [(0, 0), *((s, e) for e, s in enumerate(epoch_ends))]
+    logged = {step: m for step, m in logger.records if names.STIFFNESS_COS_SAME in m}
+    for row in rows:
+        matrix = torch.tensor(row["matrix"], dtype=torch.float64)
+        assert matrix.shape == (3, 3) and torch.allclose(matrix, matrix.T)
+        # The stratified probe set has 10 examples per class: every class (pair) has as many pairs,
+        # so the pair averages are the plain means of the matrix's diagonal and off-diagonal cells.
+        off = ~torch.eye(3, dtype=torch.bool)
+        assert logged[row["step"]][names.STIFFNESS_COS_SAME] == pytest.approx(float(matrix.diagonal().mean()))
+        assert logged[row["step"]][names.STIFFNESS_COS_DIFF] == pytest.approx(float(matrix[off].mean()))
+
+    # Resume after the second epoch: the third epoch's row is dropped and logged again, once.
+    (checkpoint,) = (tmp_path / "ckpt").glob("epoch=1-*.ckpt")
+    _, _, resumed = fit([callback()], root=tmp_path, ckpt_path=checkpoint)
+    assert [(r["step"], r["epoch"]) for r in stiffness_rows(tmp_path)] == [(r["step"], r["epoch"]) for r in rows]
+    assert [step for step, m in resumed.records if "probe/seconds" in m] == [epoch_ends[-1]]  # no re-probe at start
+
+
+def test_gradient_batches_are_disjoint_seeded_training_examples():
+    datamodule = tiny_datamodule()
+    datamodule.setup()
+    inputs, labels = datamodule.gradient_batches(4, 8, seed=3)
+    assert inputs.shape == (32, 1, 20) and labels.shape == (32,)
+    rows = {tuple(x.flatten().tolist()) for x in inputs}
+    training = {tuple(x.flatten().tolist()): y for x, y in zip(datamodule.x_train, datamodule.y_train.tolist())}
+    assert len(rows) == 32 and all(training[r] == y for r, y in zip(map(tuple, inputs.flatten(1).tolist()), labels.tolist()))
+    again, _ = datamodule.gradient_batches(4, 8, seed=3)
+    other, _ = datamodule.gradient_batches(4, 8, seed=4)
+    assert torch.equal(inputs, again) and not torch.equal(inputs, other)
+    with pytest.raises(ValueError, match=r"probes\.covariance\.batches=11 x probes\.covariance\.batch_size=8 = 88"):
+        datamodule.gradient_batches(11, 8, seed=3)
+
+
+def compose_probes(option: str, *overrides: str):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"probes={option}", "seed=11", "paths.output_dir=unused", *overrides])
+    return hydra.utils.instantiate(cfg.probes)
+
+
 def test_probe_configs_build_the_callback():
-    assert not OmegaConf.load(CONF / "none.yaml")  # empty: the training code adds no callback
-    built = {}
-    for name in ("fisher", "break_even", "full"):
-        cfg = OmegaConf.create({"seed": 11, "probes": OmegaConf.load(CONF / f"{name}.yaml")})
-        built[name] = hydra.utils.instantiate(cfg.probes)
-        assert isinstance(built[name], ProbeCallback) and built[name].seed == 11
+    assert not OmegaConf.load(CONF / "probes" / "none.yaml")  # empty: the training code adds no callback
+    built = {name: compose_probes(name) for name in ("fisher", "break_even", "full")}
+    assert all(isinstance(b, ProbeCallback) and b.seed == 11 for b in built.values())
     assert isinstance(built["fisher"].fisher, FisherOptions) and built["fisher"].hessian is None
+    assert built["fisher"].covariance is None and built["fisher"].stiffness is None
     assert built["break_even"].fisher is None and isinstance(built["break_even"].hessian, HessianOptions)
+    assert built["break_even"].covariance == CovarianceOptions(batch_size=128, batches=25, per_example=False)
     full = built["full"]
-    assert full.fisher.exact and full.covariance is not None and full.hessian is not None and full.delta_loss
+    assert full.fisher.exact and full.hessian is not None and full.delta_loss
+    assert full.covariance == built["break_even"].covariance and full.hessian == built["break_even"].hessian
+    assert full.stiffness == StiffnessOptions(matrix_every_n_epochs=1)
+    # full composes break_even: a change there reaches full
+    assert compose_probes("full", "probes.covariance.batches=7").covariance.batches == 7

@@ -10,20 +10,26 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from critical_periods import metric_names as names
 from critical_periods.probes import (
     CovarianceOptions,
     DeltaLoss,
     FisherOptions,
     HessianOperator,
     HessianOptions,
+    StiffnessOptions,
     collect_probe_gradients,
     compute_probes,
     covariance_spectrum,
     fisher_metrics,
-    gradient_covariance_metrics,
     hutchinson_trace,
+    minibatch_covariance_metrics,
+    minibatch_gradients,
+    per_example_covariance_metrics,
+    stiffness_from_gram,
     top_eigenvalues,
 )
+from critical_periods.stopping import StopRequested, clear_stop, request_stop
 
 N_EXAMPLES = 12
 
@@ -75,7 +81,49 @@ def _shared_and_unsupported() -> tuple[nn.Module, torch.Tensor]:
     return model, torch.randn(N_EXAMPLES, 1, 5)
 
 
-CASES = {"mlp": _mlp, "cnn2d": _cnn2d, "cnn1d": _cnn1d, "shared_unsupported": _shared_and_unsupported}
+class _Temperature(nn.Module):
+    """A 0-dim learnable parameter on the root module (logits / temperature)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 3))
+        self.temperature = nn.Parameter(torch.tensor(1.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) / self.temperature
+
+
+def _temperature() -> tuple[nn.Module, torch.Tensor]:
+    return _Temperature(), torch.randn(N_EXAMPLES, 7)
+
+
+class _Tied(nn.Module):
+    """Tied weights: ``b.weight = a.weight`` (b has no parameter of its own left), and one Parameter
+    owned by the root and by two Linear modules, each of which also has a bias."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+        self.b = nn.Linear(4, 4, bias=False)
+        self.b.weight = self.a.weight
+        self.shared = nn.Parameter(torch.randn(3, 4))
+        self.c, self.d = nn.Linear(4, 3), nn.Linear(4, 3)
+        self.c.weight = self.d.weight = self.shared
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.a(x))
+        h2 = torch.tanh(self.b(h))
+        return self.c(h) + self.d(h2)
+
+
+def _tied() -> tuple[nn.Module, torch.Tensor]:
+    return _Tied(), torch.randn(N_EXAMPLES, 4)
+
+
+CASES = {
+    "mlp": _mlp, "cnn2d": _cnn2d, "cnn1d": _cnn1d, "shared_unsupported": _shared_and_unsupported,
+    "temperature": _temperature, "tied": _tied,
+}
 
 
 @pytest.fixture(params=list(CASES))
@@ -94,7 +142,9 @@ def _layer_of(parameter_name: str) -> str:
 
 
 def explicit_gradients(model: nn.Module, inputs: torch.Tensor, loss_of_logits) -> dict[str, torch.Tensor]:
-    """layer -> (N, P_layer): one autograd.grad per example of loss_of_logits(logits (1, C))."""
+    """layer -> (N, P_layer): one autograd.grad per example of loss_of_logits(logits (1, C)).
+
+    ``named_parameters()`` lists a tied parameter once, under its first owner: autograd sums its uses."""
     named = [(n, p) for n, p in model.named_parameters()]
     was_training = model.training
     model.eval()
@@ -129,6 +179,26 @@ def true_label_gradients(model, inputs, labels) -> torch.Tensor:
     return torch.cat(list(grads.values()), 1)
 
 
+def batch_gradients(model, inputs, labels, batch_size: int) -> torch.Tensor:
+    """(L, P) gradients of the mean cross-entropy of consecutive mini-batches, one autograd.grad each."""
+    was_training = model.training
+    model.eval()
+    rows = []
+    for start in range(0, len(inputs), batch_size):
+        batch = slice(start, start + batch_size)
+        grads = torch.autograd.grad(F.cross_entropy(model(inputs[batch]), labels[batch]), list(model.parameters()))
+        rows.append(torch.cat([g.flatten() for g in grads]))
+    model.train(was_training)
+    return torch.stack(rows)
+
+
+def dense_covariance_spectrum(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """K = (1/n) sum_l (g_l - g)(g_l - g)^T as a dense P x P matrix, and its eigenvalues, descending."""
+    centred = rows - rows.mean(0)
+    dense_k = centred.T @ centred / rows.shape[0]
+    return dense_k, torch.linalg.eigvalsh(dense_k).flip(0)
+
+
 def dense_hessian(model, inputs, labels) -> torch.Tensor:
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach() for p in model.parameters()]
@@ -159,6 +229,30 @@ def test_lanczos_top_eigenvalues_match_eigh(symmetric, k):
                  expected, rtol=1e-10)
 
 
+class CountingOperator:
+    """A dense matrix behind ``@``, counting the products."""
+
+    def __init__(self, matrix: torch.Tensor) -> None:
+        self.matrix, self.shape, self.dtype, self.device, self.products = matrix, matrix.shape, matrix.dtype, matrix.device, 0
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        self.products += 1
+        return self.matrix @ v
+
+
+@pytest.mark.parametrize("k,basis_size", [(1, 4), (3, 8)])
+def test_restarted_lanczos_with_a_small_basis_matches_eigh(k, basis_size):
+    # 300 x 300, eigenvalues clustered near the top: many more products than stored vectors
+    generator = torch.Generator().manual_seed(2)
+    q, _ = torch.linalg.qr(torch.randn(300, 300, generator=generator, dtype=torch.float64))
+    eigenvalues = torch.cat([torch.tensor([5.0, 4.8, 4.7, 4.65]), torch.rand(296, generator=generator, dtype=torch.float64) * 4 - 2])
+    operator = CountingOperator(q @ torch.diag(eigenvalues) @ q.T)
+    values = top_eigenvalues(operator, k=k, tolerance=1e-10, max_iterations=3000, basis_size=basis_size,
+                             generator=torch.Generator().manual_seed(0))
+    assert_close(values, eigenvalues.sort(descending=True).values[:k], rtol=1e-9)
+    assert operator.products > 3 * basis_size  # it restarted, several times
+
+
 def test_hutchinson_converges_to_the_trace(symmetric):
     samples = 4000
     estimate = hutchinson_trace(symmetric, samples, torch.Generator().manual_seed(0))
@@ -171,7 +265,7 @@ def test_hutchinson_converges_to_the_trace(symmetric):
 
 def test_exact_fisher_matches_loop_over_examples_and_classes(case):
     model, inputs, _ = case
-    gradients = collect_probe_gradients(model, inputs, fisher_exact=True, covariance=False)
+    gradients = collect_probe_gradients(model, inputs, fisher=FisherOptions(exact=True))
     norms, probabilities = per_class_squared_norms(model, inputs)
     expected = {layer: (p_norms * probabilities).sum(1) for layer, p_norms in norms.items()}
     assert gradients.fisher_squared_norms.keys() == expected.keys()
@@ -190,7 +284,7 @@ def test_sampled_fisher_converges_to_exact_expectation():
     model.double()
     inputs = inputs.double() * 3  # confident predictions: sampled labels differ a lot from uniform
     samples = 300
-    gradients = collect_probe_gradients(model, inputs, fisher_samples=samples, covariance=False,
+    gradients = collect_probe_gradients(model, inputs, fisher=FisherOptions(samples=samples),
                                         generator=torch.Generator().manual_seed(0))
     norms, probabilities = per_class_squared_norms(model, inputs)
     per_class = sum(norms.values())  # (N, C)
@@ -205,21 +299,20 @@ def test_sampled_fisher_converges_to_exact_expectation():
 # --- per-example gradients: Gram matrix, both paths, chunking -----------------------------------------
 
 
-def test_gram_and_mean_gradient_match_explicit_per_example_gradients(case):
+def test_gram_matches_explicit_per_example_gradients(case):
     model, inputs, labels = case
     explicit = true_label_gradients(model, inputs, labels)
-    gradients = collect_probe_gradients(model, inputs, labels, fisher=False)
+    gradients = collect_probe_gradients(model, inputs, labels, gram=True)
     assert_close(gradients.gram, explicit @ explicit.T)
-    assert_close(gradients.mean_gradient, explicit.mean(0))
+    assert gradients.num_classes == 3
 
 
 def test_functional_path_matches_hooked_path(case):
     model, inputs, labels = case
-    options = dict(fisher_exact=True, chunk_size=5)
+    options = dict(fisher=FisherOptions(exact=True), gram=True, chunk_size=5)
     hooked = collect_probe_gradients(model, inputs, labels, **options)
     functional = collect_probe_gradients(model, inputs, labels, method="functional", **options)
     assert_close(hooked.gram, functional.gram)
-    assert_close(hooked.mean_gradient, functional.mean_gradient)
     for layer, norms in functional.fisher_squared_norms.items():
         assert_close(hooked.fisher_squared_norms[layer], norms)
 
@@ -229,47 +322,153 @@ def test_chunked_statistics_equal_whole_probe_set(case, chunk_size):
     model, inputs, labels = case
 
     def collect(chunk: int | None):
-        return collect_probe_gradients(model, inputs, labels, fisher_samples=3, chunk_size=chunk,
-                                       generator=torch.Generator().manual_seed(7))
+        return collect_probe_gradients(model, inputs, labels, fisher=FisherOptions(samples=3), gram=True,
+                                       chunk_size=chunk, generator=torch.Generator().manual_seed(7))
 
     whole, chunked = collect(None), collect(chunk_size)
     assert_close(chunked.gram, whole.gram, rtol=1e-12)
-    assert_close(chunked.mean_gradient, whole.mean_gradient, rtol=1e-12)
     for layer, norms in whole.fisher_squared_norms.items():
         assert_close(chunked.fisher_squared_norms[layer], norms, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["cnn2d", "cnn1d"])
+def test_chunked_gram_never_forms_more_than_a_chunk_of_dense_gradients(name, monkeypatch):
+    import critical_periods.probes.per_example as per_example
+
+    torch.manual_seed(0)
+    model, inputs = CASES[name]()
+    model, inputs = model.double(), inputs.double()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    rows: list[int] = []  # rows of every dense per-example gradient matrix formed or multiplied
+
+    def recording(function):
+        def wrapper(*args):
+            result = function(*args)
+            rows.append(len(args[0]) if function.__name__ == "gram" else result.shape[0])
+            return result
+        return wrapper
+
+    for form in ("_conv_dense", "_batchnorm_dense", "_linear_dense", "_densify"):
+        monkeypatch.setattr(per_example, form, recording(getattr(per_example, form)))
+    monkeypatch.setattr(per_example.DenseGradients, "gram", recording(per_example.DenseGradients.gram))
+    chunked = collect_probe_gradients(model, inputs, labels, gram=True, chunk_size=5)
+    assert rows and max(rows) <= 5  # per-example gradients of at most one chunk at a time
+    explicit = true_label_gradients(model, inputs, labels)
+    assert_close(chunked.gram, explicit @ explicit.T)
 
 
 def test_batchnorm_without_running_statistics_is_refused():
     model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3, track_running_stats=False)).double()
     with pytest.raises(ValueError, match="per-example"):
-        collect_probe_gradients(model, torch.randn(6, 4, dtype=torch.float64), fisher_exact=True,
-                                covariance=False)
+        collect_probe_gradients(model, torch.randn(6, 4, dtype=torch.float64), fisher=FisherOptions(exact=True))
 
 
 # --- gradient covariance K ------------------------------------------------------------------------------
 
+BATCH, BATCHES = 3, 4  # K from L = 4 mini-batches of B = 3 of the 12 examples
 
-def test_covariance_statistics_match_dense_covariance(case):
+
+def test_minibatch_covariance_matches_dense_covariance_of_explicit_batch_gradients(case):
+    model, inputs, labels = case
+    explicit = batch_gradients(model, inputs, labels, BATCH)  # (L, P)
+    assert_close(minibatch_gradients(model, inputs, labels, BATCH), explicit)
+    dense_k, spectrum = dense_covariance_spectrum(explicit)
+    assert spectrum[BATCHES - 2] > 1e-6 * spectrum[0]  # L - 1 nonzero eigenvalues...
+    assert_close(spectrum[BATCHES - 1 :], torch.zeros(len(spectrum) - BATCHES + 1), atol=1e-12)  # ...then 0
+
+    metrics = minibatch_covariance_metrics(model, inputs, labels, CovarianceOptions(BATCH, BATCHES))
+    lambda_star = spectrum[BATCHES - 2]  # the smallest nonzero eigenvalue of the dense K
+    assert_close(metrics[names.LAMBDA_K1], spectrum[0])
+    assert_close(metrics[names.TRACE_K], dense_k.trace())
+    assert_close(metrics[names.COND_K], lambda_star / spectrum[0])
+    assert_close(metrics[names.TRACE_K_RATIO], dense_k.trace() / spectrum[0])
+    assert (BATCHES - 1) * metrics[names.COND_K] <= metrics[names.TRACE_K_RATIO] <= BATCHES - 1
+    mean = explicit.mean(0)  # the gradient of the mean loss on the L B examples
+    assert_close(metrics[names.GRAD_NORM], mean.norm())
+    assert_close(metrics[names.GRAD_MEAN], mean.mean())
+    assert_close(metrics[names.GRAD_STD], mean.std(correction=0))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 2, 5])
+def test_minibatch_gradients_do_not_depend_on_chunking(case, chunk_size):
+    model, inputs, labels = case
+    assert_close(minibatch_gradients(model, inputs, labels, BATCH, chunk_size),
+                 minibatch_gradients(model, inputs, labels, BATCH), rtol=1e-12)
+
+
+def test_cond_k_is_a_property_of_the_model_not_a_threshold():
+    conditions = []
+    for name in ("mlp", "cnn1d", "tied"):
+        torch.manual_seed(0)
+        model, inputs = CASES[name]()
+        model, inputs = model.double(), inputs.double()
+        labels = torch.randint(0, 3, (N_EXAMPLES,))
+        options = CovarianceOptions(batch_size=2, batches=6)
+        conditions.append(minibatch_covariance_metrics(model, inputs, labels, options)[names.COND_K])
+    assert all(0 < c < 1 for c in conditions)
+    assert min(conditions) < 0.5 * max(conditions)  # it varies with the model...
+    assert all(abs(c - 1e-3) > 5e-4 for c in conditions)  # ...and sits at no former threshold
+
+
+def test_per_example_covariance_matches_dense_covariance(case):
     model, inputs, labels = case
     explicit = true_label_gradients(model, inputs, labels)  # (N, P)
-    mean = explicit.mean(0)
-    centred = explicit - mean
-    dense_k = centred.T @ centred / N_EXAMPLES  # (P, P)
-    dense_spectrum = torch.linalg.eigvalsh(dense_k).flip(0)[: N_EXAMPLES - 1]  # the nonzero part
-
+    dense_k, spectrum = dense_covariance_spectrum(explicit)
     gram = explicit @ explicit.T
-    spectrum = covariance_spectrum(gram)
-    assert_close(spectrum[: N_EXAMPLES - 1], dense_spectrum, atol=1e-10)
+    assert_close(covariance_spectrum(gram)[: N_EXAMPLES - 1], spectrum[: N_EXAMPLES - 1], atol=1e-10)
 
-    threshold = 0.05
-    metrics = gradient_covariance_metrics(gram, mean, threshold)
-    lambda_star = dense_spectrum[dense_spectrum >= threshold * dense_spectrum[0]].min()
-    assert_close(metrics["break_even/lambda_k1"], dense_spectrum[0])
-    assert_close(metrics["break_even/trace_k"], dense_k.trace())
-    assert_close(metrics["break_even/cond_k"], lambda_star / dense_spectrum[0])
-    assert_close(metrics["grad/norm"], mean.norm())
-    assert_close(metrics["grad/mean"], mean.mean())
-    assert_close(metrics["grad/std"], mean.std(correction=0))
+    metrics = per_example_covariance_metrics(gram)
+    assert_close(metrics[names.PER_EXAMPLE_LAMBDA_K1], spectrum[0])
+    assert_close(metrics[names.PER_EXAMPLE_TRACE_K], dense_k.trace())
+    if explicit.shape[1] >= N_EXAMPLES - 1:  # rank N - 1 needs as many parameters
+        assert_close(metrics[names.PER_EXAMPLE_COND_K], spectrum[N_EXAMPLES - 2] / spectrum[0])
+
+
+def test_covariance_options_refuse_bad_values_naming_the_key():
+    with pytest.raises(ValueError, match=r"probes\.covariance\.batches=1 is not allowed"):
+        CovarianceOptions(batches=1)
+    with pytest.raises(ValueError, match=r"probes\.covariance\.batch_size=0 is not allowed"):
+        CovarianceOptions(batch_size=0)
+
+
+# --- stiffness ------------------------------------------------------------------------------------------
+
+
+def test_stiffness_matches_explicit_pair_loops(case):
+    model, inputs, labels = case
+    g = true_label_gradients(model, inputs, labels)
+    pairs = {"same": ([], []), "diff": ([], [])}
+    cells: dict[tuple[int, int], list[float]] = {}
+    for i in range(N_EXAMPLES):
+        for j in range(N_EXAMPLES):
+            if i == j:
+                continue
+            cos = float(g[i] @ g[j] / (g[i].norm() * g[j].norm()))
+            kind = "same" if labels[i] == labels[j] else "diff"
+            pairs[kind][0].append(cos)
+            pairs[kind][1].append(math.copysign(1.0, float(g[i] @ g[j])))
+            cells.setdefault((int(labels[i]), int(labels[j])), []).append(cos)
+
+    results = compute_probes(model, inputs, labels, stiffness=StiffnessOptions(), chunk_size=5)
+    metrics = results.metrics
+    assert_close(metrics[names.STIFFNESS_COS_SAME], sum(pairs["same"][0]) / len(pairs["same"][0]))
+    assert_close(metrics[names.STIFFNESS_COS_DIFF], sum(pairs["diff"][0]) / len(pairs["diff"][0]))
+    assert_close(metrics[names.STIFFNESS_SIGN_SAME], sum(pairs["same"][1]) / len(pairs["same"][1]))
+    assert_close(metrics[names.STIFFNESS_SIGN_DIFF], sum(pairs["diff"][1]) / len(pairs["diff"][1]))
+    expected = torch.full((3, 3), float("nan"), dtype=torch.float64)
+    for (c, d), values in cells.items():
+        expected[c, d] = sum(values) / len(values)
+    torch.testing.assert_close(results.stiffness_matrix, expected, equal_nan=True)
+
+
+def test_stiffness_of_a_zero_gradient_is_zero_and_bad_options_are_refused():
+    g = torch.tensor([[1.0, 2.0], [0.0, 0.0], [-1.0, -2.0]], dtype=torch.float64)  # example 1: zero gradient
+    averages, matrix = stiffness_from_gram(g @ g.T, torch.tensor([0, 0, 1]), num_classes=2)
+    assert averages[names.STIFFNESS_COS_SAME] == 0.0 and averages[names.STIFFNESS_SIGN_SAME] == 0.0
+    assert averages[names.STIFFNESS_COS_DIFF] == pytest.approx(-0.5)  # pairs (0, 2): -1 twice, (1, 2): 0 twice
+    assert matrix[0, 1] == pytest.approx(-0.5) and math.isnan(matrix[1, 1])  # class 1 has one example
+    with pytest.raises(ValueError, match=r"probes\.stiffness\.matrix_every_n_epochs=-1 is not allowed"):
+        StiffnessOptions(matrix_every_n_epochs=-1)
 
 
 # --- Hessian ------------------------------------------------------------------------------------------
@@ -291,7 +490,7 @@ def test_hessian_probes_match_dense_hessian(name):
 
     expected = torch.linalg.eigvalsh(dense).flip(0)[:2]
     options = HessianOptions(top_k=2, tolerance=0.0, trace_samples=0)
-    metrics = compute_probes(model, inputs, labels, hessian=options)
+    metrics = compute_probes(model, inputs, labels, hessian=options).metrics
     assert_close([metrics["curvature/lambda_h1"], metrics["curvature/lambda_h2"]], expected)
 
     # Same seed, same Rademacher vectors: the estimator on the operator equals it on the dense matrix.
@@ -340,19 +539,24 @@ def test_compute_probes_keys_and_no_side_effects():
     buffers = [b.clone() for b in model.buffers()]
     rng = torch.get_rng_state()
 
-    metrics = compute_probes(
-        model, inputs, labels, fisher=FisherOptions(samples=2), covariance=CovarianceOptions(),
-        hessian=HessianOptions(top_k=2, trace_samples=3), chunk_size=5,
-        generator=torch.Generator().manual_seed(0),
+    results = compute_probes(
+        model, inputs, labels, fisher=FisherOptions(samples=2),
+        covariance=CovarianceOptions(batch_size=2, batches=3, per_example=True),
+        covariance_batches=(inputs[:6], labels[:6]), hessian=HessianOptions(top_k=2, trace_samples=3),
+        stiffness=StiffnessOptions(), chunk_size=5, generator=torch.Generator().manual_seed(0),
     )
+    metrics = results.metrics
 
     layers = ["0", "1", "3", "5"]
     assert set(metrics) == {
         "fisher/trace", *(f"fisher/trace/{l}" for l in layers), *(f"fisher/share/{l}" for l in layers),
         "curvature/lambda_h1", "curvature/lambda_h2", "curvature/trace_h",
-        "break_even/lambda_k1", "break_even/trace_k", "break_even/cond_k",
-        "grad/norm", "grad/mean", "grad/std",
+        "break_even/lambda_k1", "break_even/trace_k", "break_even/cond_k", "break_even/trace_k_ratio",
+        "break_even/per_example/lambda_k1", "break_even/per_example/trace_k", "break_even/per_example/cond_k",
+        "stiffness/cos_same_class", "stiffness/cos_diff_class", "stiffness/sign_same_class",
+        "stiffness/sign_diff_class", "grad/norm", "grad/mean", "grad/std",
     }
+    assert results.stiffness_matrix.shape == (3, 3)
     assert all(type(v) is float and math.isfinite(v) for v in metrics.values())
     assert [m.training for m in model] == [True, False, True, True, True, True]
     assert model[0].bias.grad is None
@@ -360,3 +564,22 @@ def test_compute_probes_keys_and_no_side_effects():
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), params))
     assert all(torch.equal(b, c) for b, c in zip(model.buffers(), buffers))
     assert torch.equal(torch.get_rng_state(), rng)
+
+
+@pytest.mark.parametrize("probe", ["fisher", "covariance", "hessian"])
+def test_a_pending_stop_interrupts_a_probe(probe):
+    torch.manual_seed(0)
+    model, inputs = _mlp()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    options = {
+        "fisher": dict(fisher=FisherOptions(exact=True)),
+        "covariance": dict(covariance=CovarianceOptions(batch_size=3, batches=4), covariance_batches=(inputs, labels)),
+        "hessian": dict(hessian=HessianOptions(top_k=1, trace_samples=2)),
+    }[probe]
+    request_stop()
+    try:
+        with pytest.raises(StopRequested):
+            compute_probes(model, inputs, labels, chunk_size=4, **options)
+    finally:
+        clear_stop()
+    compute_probes(model, inputs, labels, chunk_size=4, **options)  # and runs once the flag is cleared

@@ -101,16 +101,19 @@ def test_bad_input_fails_before_training_with_a_clear_message(tmp_path, override
 
 FULL_PROBE_KEYS = {
     "fisher/trace", "curvature/lambda_h1", "curvature/trace_h", "break_even/lambda_k1", "break_even/trace_k",
-    "break_even/cond_k", "break_even/delta_loss_abs", "break_even/delta_loss", "grad/norm", "grad/mean",
-    "grad/std", "probe/seconds",
+    "break_even/cond_k", "break_even/trace_k_ratio", "break_even/delta_loss_abs", "break_even/delta_loss",
+    "grad/norm", "grad/mean", "grad/std", "probe/seconds", "stiffness/cos_same_class",
+    "stiffness/cos_diff_class", "stiffness/sign_same_class", "stiffness/sign_diff_class",
 }
 
 
 def test_full_probes_reach_the_run_record_and_wandb_under_the_same_names(make_cfg, tmp_path):
-    train(make_cfg("probes=full", "probes.probe_size=64", "probes.early_steps=3", "probes.early_until_step=5",
-                   "logger=wandb"))
+    # batches=4: the tiny data set has 720 training examples, fewer than 25 mini-batches of 128
+    train(make_cfg("probes=full", "probes.probe_size=64", "probes.covariance.batches=4", "probes.early_steps=3",
+                   "probes.early_until_step=5", "logger=wandb"))
     keys = {key for row in read_metrics(tmp_path) for key in row}
     assert FULL_PROBE_KEYS <= keys
+    assert (tmp_path / "stiffness.jsonl").stat().st_size > 0  # the class x class matrices, in the run folder
     layers = {k.rsplit("/", 1)[1] for k in keys if k.startswith("fisher/trace/")}
     assert layers and layers == {k.rsplit("/", 1)[1] for k in keys if k.startswith("fisher/share/")}
     # W&B's offline transaction log holds every key name as plain text.

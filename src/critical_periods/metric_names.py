@@ -43,20 +43,23 @@ def fisher_layer_share(layer: str) -> str:
 
 
 # K from L mini-batch gradients of batch size B (Jastrzebski et al. 2020); see probes/covariance.py.
-LAMBDA_K1 = "break_even/lambda_k1"
-TRACE_K = "break_even/trace_k"
-COND_K = "break_even/cond_k"
-TRACE_K_RATIO = "break_even/trace_k_ratio"
-# The same statistics of the per-example covariance (B = 1), an option under names of its own.
+# K_B = (1/L) sum_l (g_l - g)(g_l - g)^T, rank <= L - 1 (defaults L = 25, B = 128).
+LAMBDA_K1 = "break_even/lambda_k1"  # top eigenvalue of K_B
+TRACE_K = "break_even/trace_k"  # tr K_B = (1/L) sum_l ||g_l||^2 - ||g||^2
+COND_K = "break_even/cond_k"  # lambda_K^* / lambda_K^1, lambda_K^* = the (L-1)-th (smallest nonzero) eigenvalue
+TRACE_K_RATIO = "break_even/trace_k_ratio"  # tr K_B / lambda_K^1; (L-1) cond_k <= it <= L-1
+# The same statistics of the per-example covariance (B = 1) on the N probe examples, an option under
+# names of its own: K_1 = (1/N) sum_i (g_i - g)(g_i - g)^T, lambda_K^* its (N-1)-th eigenvalue.
 PER_EXAMPLE_LAMBDA_K1 = "break_even/per_example/lambda_k1"
 PER_EXAMPLE_TRACE_K = "break_even/per_example/trace_k"
 PER_EXAMPLE_COND_K = "break_even/per_example/cond_k"
 DELTA_LOSS = "break_even/delta_loss"
 DELTA_LOSS_ABS = "break_even/delta_loss_abs"
 
-GRAD_NORM = "grad/norm"
-GRAD_MEAN = "grad/mean"
-GRAD_STD = "grad/std"
+# The mean g of K's L mini-batch gradients: the gradient of the mean loss on those L B examples.
+GRAD_NORM = "grad/norm"  # ||g||
+GRAD_MEAN = "grad/mean"  # mean of the P entries of g
+GRAD_STD = "grad/std"  # population std of the P entries of g
 
 TRACE_H = "curvature/trace_h"
 
@@ -68,7 +71,8 @@ def lambda_h(index: int) -> str:
 
 LAMBDA_H1 = lambda_h(1)
 
-# Stiffness (Fort et al. 2019), from the per-example Gram matrix of true-label gradients.
+# Stiffness (Fort et al. 2019), from the per-example Gram matrix of true-label gradients on the probe
+# set: means over ordered pairs i != j of cos(g_i, g_j) and sign(<g_i, g_j>); see probes/stiffness.py.
 STIFFNESS_COS_SAME = "stiffness/cos_same_class"
 STIFFNESS_COS_DIFF = "stiffness/cos_diff_class"
 STIFFNESS_SIGN_SAME = "stiffness/sign_same_class"

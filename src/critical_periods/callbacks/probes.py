@@ -2,24 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from critical_periods import metric_names as names
 from critical_periods.probes import (
     CovarianceOptions,
     DeltaLoss,
     FisherOptions,
     HessianOptions,
+    StiffnessOptions,
     compute_probes,
 )
+from critical_periods.records import write_text_atomic
+
+# In the run folder (the trainer's default_root_dir): one JSON object per saved stiffness matrix,
+# {"step": ..., "epoch": ..., "matrix": [[...], ...]} (C x C, NaN as null).
+STIFFNESS_FILE = "stiffness.jsonl"
+
+
+def trim_stiffness(run_dir: Path, first_epoch: int) -> None:
+    """Drop the rows of ``run_dir/stiffness.jsonl`` from epochs >= ``first_epoch`` (all of them for 0),
+    atomically: a resumed run logs those epochs again."""
+    path = Path(run_dir) / STIFFNESS_FILE
+    if not path.exists():
+        return
+    with open(path) as f:
+        rows = [line for line in f if line.strip()]
+    write_text_atomic(path, "".join(line for line in rows if json.loads(line)["epoch"] < first_epoch))
 
 
 def log_spaced_steps(until_step: int, count: int) -> set[int]:
@@ -37,12 +57,17 @@ class ProbeCallback(pl.Callback):
     """Runs the probes on a fixed probe set and logs their metrics to every logger.
 
     The probe set (``probe_size`` clean, stratified training examples chosen by ``seed``) comes from
-    ``trainer.datamodule.probe_set(probe_size, seed)`` once, at fit start. Probes run on
-    ``pl_module.model`` if the module has one, else on ``pl_module``:
+    ``trainer.datamodule.probe_set(probe_size, seed)`` once, at fit start; so do the covariance's
+    mini-batches, ``trainer.datamodule.gradient_batches(covariance.batches, covariance.batch_size,
+    seed)``. Probes run on ``pl_module.model`` if the module has one, else on ``pl_module``:
 
-    * before the first step (``at_start``), at the end of every ``every_n_epochs``-th epoch (0: never),
-      and after the log-spaced global steps ``log_spaced_steps(early_until_step, early_steps)``;
-    * ``fisher``/``covariance``/``hessian``: the probes' options, ``None`` to skip one;
+    * before the first step (``at_start``; not when resuming from a checkpoint), at the end of every
+      ``every_n_epochs``-th epoch (0: never), and after the log-spaced global steps
+      ``log_spaced_steps(early_until_step, early_steps)``;
+    * ``fisher``/``covariance``/``hessian``/``stiffness``: the probes' options, ``None`` to skip one.
+      The stiffness class x class matrix is appended to ``<trainer.default_root_dir>/stiffness.jsonl``
+      at the start probe and after every ``stiffness.matrix_every_n_epochs``-th epoch; at train start
+      the rows of epochs the run is about to (re)train are dropped, so a resumed run has no duplicates;
     * ``delta_loss``: statistics of the change of the training loss (``outputs["loss"]``) between
       consecutive training batches, logged at every epoch end.
 
@@ -60,6 +85,7 @@ class ProbeCallback(pl.Callback):
         fisher: FisherOptions | None = None,
         covariance: CovarianceOptions | None = None,
         hessian: HessianOptions | None = None,
+        stiffness: StiffnessOptions | None = None,
         delta_loss: bool = False,
         every_n_epochs: int = 1,
         at_start: bool = True,
@@ -70,17 +96,23 @@ class ProbeCallback(pl.Callback):
         self.seed = int(seed)
         self.probe_size = int(probe_size)
         self.chunk_size = int(chunk_size) if chunk_size else None
-        self.fisher, self.covariance, self.hessian = fisher, covariance, hessian
+        self.fisher, self.covariance, self.hessian, self.stiffness = fisher, covariance, hessian, stiffness
         self.delta_loss = DeltaLoss() if delta_loss else None
         self.every_n_epochs = int(every_n_epochs)
         self.at_start = at_start
         self.early_steps = log_spaced_steps(int(early_until_step), int(early_steps))
         self._probe_set: tuple[Tensor, Tensor] | None = None
+        self._covariance_batches: tuple[Tensor, Tensor] | None = None
+        self._last_matrix: Tensor | None = None  # of the last probed step, while not saved yet
         self._last_probed_step: int | None = None
 
     @property
     def _any_probe(self) -> bool:
-        return any(o is not None for o in (self.fisher, self.covariance, self.hessian))
+        return any(o is not None for o in (self.fisher, self.covariance, self.hessian, self.stiffness))
+
+    @property
+    def _matrix_every(self) -> int:
+        return self.stiffness.matrix_every_n_epochs if self.stiffness is not None else 0
 
     # -- hooks ---------------------------------------------------------------------------------------
 
@@ -98,13 +130,21 @@ class ProbeCallback(pl.Callback):
         with torch.random.fork_rng(devices=[]):
             numpy_state, python_state = np.random.get_state(), random.getstate()
             inputs, labels = datamodule.probe_set(self.probe_size, self.seed)
+            if self.covariance is not None:
+                options = self.covariance
+                batches = datamodule.gradient_batches(options.batches, options.batch_size, self.seed)
             np.random.set_state(numpy_state)
             random.setstate(python_state)
         self._probe_set = (inputs.to(pl_module.device), labels.to(pl_module.device))
+        if self.covariance is not None:
+            self._covariance_batches = tuple(t.to(pl_module.device) for t in batches)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.at_start:
-            self._probe(trainer, pl_module)
+        # The checkpoint (if any) is restored by now: current_epoch is the first epoch to train.
+        if self.stiffness is not None and trainer.is_global_zero:
+            trim_stiffness(Path(trainer.default_root_dir), trainer.current_epoch)
+        if self.at_start and trainer.global_step == 0:  # a resumed run was probed at this step already
+            self._probe(trainer, pl_module, save_matrix=self._matrix_every > 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.delta_loss is not None:
@@ -118,14 +158,21 @@ class ProbeCallback(pl.Callback):
         if self.delta_loss is not None and self.delta_loss.count > 0:
             self._log(trainer, self._finite(self.delta_loss.compute()))
             self.delta_loss.reset()
-        if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
-            self._probe(trainer, pl_module)
+        epoch = trainer.current_epoch + 1  # epochs trained
+        if self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0:
+            every = self._matrix_every
+            self._probe(trainer, pl_module, save_matrix=every > 0 and epoch % every == 0)
 
     # -- work ------------------------------------------------------------------------------------------
 
-    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, save_matrix: bool = False) -> None:
         step = trainer.global_step
-        if self._probe_set is None or step == self._last_probed_step or not trainer.is_global_zero:
+        if self._probe_set is None or not trainer.is_global_zero:
+            return
+        if step == self._last_probed_step:  # an early step that is also an epoch end: probed already
+            if save_matrix and self._last_matrix is not None:
+                self._save_matrix(trainer, self._last_matrix)
+                self._last_matrix = None  # once per step
             return
         self._last_probed_step = step
         model: nn.Module = getattr(pl_module, "model", pl_module)
@@ -133,17 +180,32 @@ class ProbeCallback(pl.Callback):
             int(np.random.SeedSequence([self.seed, step]).generate_state(1, np.uint64)[0])
         )
         started = time.perf_counter()
-        metrics = compute_probes(
+        results = compute_probes(
             model,
             *self._probe_set,
             fisher=self.fisher,
             covariance=self.covariance,
             hessian=self.hessian,
+            stiffness=self.stiffness,
+            covariance_batches=self._covariance_batches,
             chunk_size=self.chunk_size,
             generator=generator,
         )
-        metrics["probe/seconds"] = time.perf_counter() - started
+        metrics = {**results.metrics, names.PROBE_SECONDS: time.perf_counter() - started}
         self._log(trainer, self._finite(metrics))
+        self._last_matrix = results.stiffness_matrix
+        if save_matrix and self._last_matrix is not None:
+            self._save_matrix(trainer, self._last_matrix)
+            self._last_matrix = None
+
+    @staticmethod
+    def _save_matrix(trainer: pl.Trainer, matrix: Tensor) -> None:
+        rows = [[value if math.isfinite(value) else None for value in row] for row in matrix.tolist()]
+        line = {names.STEP: trainer.global_step, names.EPOCH: trainer.current_epoch, "matrix": rows}
+        path = Path(trainer.default_root_dir) / STIFFNESS_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:  # one flushed line per call, like metrics.jsonl
+            f.write(json.dumps(line, allow_nan=False) + "\n")
 
     @staticmethod
     def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
@@ -155,4 +217,4 @@ class ProbeCallback(pl.Callback):
     @staticmethod
     def _log(trainer: pl.Trainer, metrics: dict[str, float]) -> None:
         for logger in trainer.loggers:
-            logger.log_metrics({**metrics, "epoch": trainer.current_epoch}, step=trainer.global_step)
+            logger.log_metrics({**metrics, names.EPOCH: trainer.current_epoch}, step=trainer.global_step)

@@ -135,3 +135,16 @@ class DeficitDataModule(pl.LightningDataModule):
         """Clean, normalised training examples, stratified by class and chosen by ``seed``."""
         index = stratified_pick(self.y_train, size, seed)
         return self.x_train[index], self.y_train[index]
+
+    def gradient_batches(self, count: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``count`` disjoint mini-batches of ``batch_size`` clean, normalised training examples, chosen
+        by ``seed`` (a seeded permutation, cut into consecutive batches): inputs (count * batch_size,
+        ...) and labels, batch l at rows ``[l * batch_size, (l + 1) * batch_size)``."""
+        needed, available = count * batch_size, len(self.y_train)
+        if needed > available:
+            raise ValueError(
+                f"probes.covariance.batches={count} x probes.covariance.batch_size={batch_size} = {needed} "
+                f"examples is not allowed: the training set has {available}; lower one of them"
+            )
+        index = torch.randperm(available, generator=torch.Generator().manual_seed(seed))[:needed]
+        return self.x_train[index], self.y_train[index]

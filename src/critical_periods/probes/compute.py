@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor, nn
 
-from critical_periods.probes.covariance import CovarianceOptions, gradient_covariance_metrics
+from critical_periods.probes.covariance import (
+    CovarianceOptions,
+    minibatch_covariance_metrics,
+    per_example_covariance_metrics,
+)
 from critical_periods.probes.curvature import HessianOptions, hessian_metrics
 from critical_periods.probes.fisher import FisherOptions, fisher_metrics
 from critical_periods.probes.gradients import collect_probe_gradients
+from critical_periods.probes.stiffness import StiffnessOptions, stiffness_from_gram
+
+
+@dataclass
+class ProbeResults:
+    """metrics: name -> python float; stiffness_matrix: (C, C) mean cosine stiffness by class pair,
+    when stiffness was probed."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    stiffness_matrix: Tensor | None = None
 
 
 def compute_probes(
@@ -19,37 +35,48 @@ def compute_probes(
     fisher: FisherOptions | None = None,
     covariance: CovarianceOptions | None = None,
     hessian: HessianOptions | None = None,
+    stiffness: StiffnessOptions | None = None,
+    covariance_batches: tuple[Tensor, Tensor] | None = None,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
-) -> dict[str, float]:
-    """Metrics of the probes that are given options (``None``: not run), as python floats.
+) -> ProbeResults:
+    """Results of the probes that are given options (``None``: not run).
 
-    ``inputs``/``labels``: the probe set, on the model's device. Everything is a mean over the probe
+    ``inputs``/``labels``: the probe set, on the model's device. ``covariance_batches``: the inputs and
+    labels of the covariance's ``covariance.batches`` mini-batches of ``covariance.batch_size``
+    examples, one after the other (needed when ``covariance`` is given). Everything is a mean over
     examples of the cross-entropy of the model's logits. The model's train/eval flags, parameters'
     ``.grad`` and the global RNG are untouched; randomness comes from ``generator`` only.
+    Fisher, the per-example covariance and stiffness share one pass of per-example gradients.
     """
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    metrics: dict[str, float] = {}
-    if fisher is not None or covariance is not None:
+    results = ProbeResults()
+    metrics = results.metrics
+    need_gram = stiffness is not None or (covariance is not None and covariance.per_example)
+    if fisher is not None or need_gram:
         gradients = collect_probe_gradients(
-            model,
-            inputs,
-            labels,
-            fisher=fisher is not None,
-            fisher_exact=fisher.exact if fisher else False,
-            fisher_samples=fisher.samples if fisher else 1,
-            covariance=covariance is not None,
-            chunk_size=chunk_size,
-            generator=generator,
+            model, inputs, labels, fisher=fisher, gram=need_gram, chunk_size=chunk_size, generator=generator
         )
         if fisher is not None:
             metrics.update(fisher_metrics(gradients.fisher_squared_norms))
-        if covariance is not None:
-            metrics.update(
-                gradient_covariance_metrics(gradients.gram, gradients.mean_gradient, covariance.threshold)
+        if covariance is not None and covariance.per_example:
+            metrics.update(per_example_covariance_metrics(gradients.gram))
+        if stiffness is not None:
+            averages, results.stiffness_matrix = stiffness_from_gram(gradients.gram, labels, gradients.num_classes)
+            metrics.update(averages)
+    if covariance is not None:
+        if covariance_batches is None:
+            raise ValueError("the gradient covariance needs its mini-batches (covariance_batches)")
+        batch_inputs, batch_labels = covariance_batches
+        expected = covariance.batches * covariance.batch_size
+        if batch_inputs.shape[0] != expected:
+            raise ValueError(
+                f"covariance_batches holds {batch_inputs.shape[0]} examples; probes.covariance asks for "
+                f"batches x batch_size = {covariance.batches} x {covariance.batch_size} = {expected}"
             )
+        metrics.update(minibatch_covariance_metrics(model, batch_inputs, batch_labels, covariance, chunk_size))
     if hessian is not None:
         metrics.update(
             hessian_metrics(model, inputs, labels, hessian, chunk_size=chunk_size, generator=generator)
         )
-    return metrics
+    return results

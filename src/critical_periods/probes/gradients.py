@@ -10,27 +10,31 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critical_periods.probes.context import probe_mode
+from critical_periods.probes.fisher import FisherOptions
 from critical_periods.probes.per_example import (
+    FactoredGradients,
     LayerGradients,
     Method,
     PerExampleGradients,
     concatenate,
+    cross_gram,
 )
+from critical_periods.stopping import raise_if_stop_requested
 
 
 @dataclass
 class ProbeGradients:
-    """Per-example gradient statistics of the mean cross-entropy on N probe examples (float64).
+    """Per-example gradient statistics of the cross-entropy on N probe examples (float64).
 
     fisher_squared_norms: layer -> (N,), ``E_{y ~ p_w(y|x_i)} ||grad_layer log p_w(y|x_i)||^2`` per example,
         either exact (sum over classes weighted by p) or the mean over the sampled labels.
     gram: (N, N), ``<g_i, g_j>`` with ``g_i = grad_w CE(f(x_i), y_i)`` for the true labels.
-    mean_gradient: (P,), ``g = (1/N) sum_i g_i``, the gradient of the mean loss.
+    num_classes: C, the width of the model's logits.
     """
 
     fisher_squared_norms: dict[str, Tensor] | None
     gram: Tensor | None
-    mean_gradient: Tensor | None
+    num_classes: int
 
 
 def sample_labels(probabilities: Tensor, uniforms: Tensor) -> Tensor:
@@ -68,46 +72,57 @@ def collect_probe_gradients(
     inputs: Tensor,
     labels: Tensor | None = None,
     *,
-    fisher: bool = True,
-    fisher_exact: bool = False,
-    fisher_samples: int = 1,
-    covariance: bool = True,
+    fisher: FisherOptions | None = None,
+    gram: bool = False,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     method: Method = "auto",
 ) -> ProbeGradients:
-    """Per-example gradients of cross-entropy, for model-sampled labels (Fisher) and true labels.
+    """Per-example gradients of cross-entropy, for model-sampled labels (Fisher) and true labels (Gram).
 
     The model must return logits (N, C). It runs in eval mode with autograd on, and only
     ``torch.autograd.grad`` is used: parameters' ``.grad``, the global RNG and the modules' train/eval
-    flags are left as they were. ``fisher_exact`` takes the expectation over all C classes (C backward
-    passes per chunk) instead of ``fisher_samples`` sampled labels per input (drawn from ``generator``).
-    ``chunk_size`` bounds memory; the result does not depend on it. Memory kept across chunks for the
-    Gram matrix: N (in + out) per Linear layer, N P_layer per other layer.
+    flags are left as they were. ``fisher``: ``None`` skips the Fisher norms; ``exact`` takes the
+    expectation over all C classes (C backward passes per chunk), otherwise ``samples`` labels per input
+    are drawn from ``generator``. ``gram``: also the (N, N) Gram matrix of the true-label gradients.
+    ``chunk_size`` bounds memory; the result does not depend on it. The Gram matrix keeps N (in + out)
+    per Linear layer across chunks; for the other layers it is accumulated block by block, chunk a
+    against every later chunk b (whose gradients are recomputed: with c chunks, c (c - 1) / 2 extra
+    forward/backward passes, none with a single chunk), so at most two chunks' per-example gradients
+    of one layer (2 chunk P_layer floats; for the torch.func layers, of all of them at once) and two
+    chunks' activations are alive, never N P. A pending stop request (:mod:`critical_periods.stopping`)
+    is honoured between chunks.
     """
     n = inputs.shape[0]
     chunk_size = chunk_size or n
-    if covariance and labels is None:
-        raise ValueError("the gradient covariance needs the true labels")
-    if fisher and not fisher_exact:
-        if fisher_samples < 1:
-            raise ValueError("fisher_samples must be at least 1")
+    if gram and labels is None:
+        raise ValueError("the Gram matrix of true-label gradients needs the true labels")
+    if fisher is not None and not fisher.exact:
+        if fisher.samples < 1:
+            raise ValueError(
+                f"probes.fisher.samples={fisher.samples!r} is not allowed: it must be at least 1 "
+                "(or set probes.fisher.exact=true)"
+            )
         if generator is None:
             raise ValueError("sampling labels from the model needs a torch.Generator")
         uniforms = torch.rand(
-            n, fisher_samples, generator=generator, dtype=torch.float64, device=generator.device
+            n, fisher.samples, generator=generator, dtype=torch.float64, device=generator.device
         ).to(inputs.device)
 
+    chunks = [slice(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
     fisher_norms: dict[str, list[Tensor]] = {}
-    true_label_blocks: dict[str, list[LayerGradients]] = {}
+    factored_blocks: dict[str, list[LayerGradients]] = {}  # kept whole: N (in + out) per layer
+    blockwise_layers: set[str] | None = None  # the rest: Gram matrix accumulated block by block
+    gram_matrix = torch.zeros(n, n, dtype=torch.float64, device=inputs.device) if gram else None
     with probe_mode(model):
-        for start in range(0, n, chunk_size):
-            chunk = slice(start, min(start + chunk_size, n))
+        for index, chunk in enumerate(chunks):
+            raise_if_stop_requested()
             per_example = PerExampleGradients(model, inputs[chunk], method)
             logits = per_example.logits
             probabilities = logits.double().softmax(1)
-            if fisher:
-                sampled = None if fisher_exact else sample_labels(probabilities, uniforms[chunk])
+            num_classes = probabilities.shape[1]
+            if fisher is not None:
+                sampled = None if fisher.exact else sample_labels(probabilities, uniforms[chunk])
                 expected: dict[str, Tensor] = {}
                 for labels_y, weight in _fisher_labels(probabilities, sampled):
                     direction = _loss_direction(probabilities, labels_y, logits.dtype)
@@ -115,18 +130,39 @@ def collect_probe_gradients(
                         expected[layer] = expected.get(layer, 0) + weight * block.squared_norms()
                 for layer, norms in expected.items():
                     fisher_norms.setdefault(layer, []).append(norms)
-            if covariance:
-                direction = _loss_direction(probabilities, labels[chunk].to(logits.device), logits.dtype)
-                for layer, block in per_example(direction).items():
-                    true_label_blocks.setdefault(layer, []).append(block)
+            if not gram:
+                continue
+            blocks = _true_label_blocks(per_example, labels[chunk])
+            del per_example  # its graph: the blocks hold what the Gram matrix needs
+            if blockwise_layers is None:
+                blockwise_layers = {layer for layer, b in blocks.items() if not isinstance(b, FactoredGradients)}
+            for layer, block in blocks.items():
+                if layer not in blockwise_layers:
+                    factored_blocks.setdefault(layer, []).append(block)
+            dense = {layer: blocks[layer] for layer in blockwise_layers if layer in blocks}
+            if not dense:
+                continue
+            gram_matrix[chunk, chunk] += sum(block.gram() for block in dense.values())
+            for later in chunks[index + 1 :]:  # recomputed, so no other chunk's gradients are kept
+                raise_if_stop_requested()
+                other = _true_label_blocks(PerExampleGradients(model, inputs[later], method), labels[later])
+                cross = sum(cross_gram(dense[layer], other[layer]) for layer in dense if layer in other)
+                gram_matrix[chunk, later] += cross
+                gram_matrix[later, chunk] += cross.T
 
-    gram = mean_gradient = None
-    if covariance:
-        layer_blocks = [concatenate(blocks) for blocks in true_label_blocks.values()]
-        gram = sum(block.gram() for block in layer_blocks)
-        mean_gradient = torch.cat([block.mean() for block in layer_blocks])
+    if gram:
+        for layer_blocks in factored_blocks.values():
+            gram_matrix += concatenate(layer_blocks).gram()
     return ProbeGradients(
-        fisher_squared_norms={layer: torch.cat(v) for layer, v in fisher_norms.items()} if fisher else None,
-        gram=gram,
-        mean_gradient=mean_gradient,
+        fisher_squared_norms={layer: torch.cat(v) for layer, v in fisher_norms.items()}
+        if fisher is not None else None,
+        gram=gram_matrix,
+        num_classes=num_classes,
     )
+
+
+def _true_label_blocks(per_example: PerExampleGradients, labels: Tensor) -> dict[str, LayerGradients]:
+    """Per-layer gradients of each example's cross-entropy with its true label."""
+    logits = per_example.logits
+    probabilities = logits.double().softmax(1)
+    return per_example(_loss_direction(probabilities, labels.to(logits.device), logits.dtype))

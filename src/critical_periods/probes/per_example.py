@@ -15,17 +15,23 @@ the cheapest exact form:
   :class:`FactoredGradients`, O(N (in + out)) memory.
 * ``nn.Linear`` on (N, ..., in) inputs, ``nn.Conv1d``/``nn.Conv2d`` (zero padding given as numbers),
   eval-mode BatchNorm: the per-example gradient is a sum over positions, formed explicitly by an
-  einsum over unfolded patches: :class:`DenseGradients`, O(N P_layer) memory.
-* anything else (LayerNorm, custom parameters, ``padding="same"``...): ``torch.func``
-  ``vmap(grad(functional_call))`` over the examples, restricted to that layer's parameters.
+  einsum over unfolded patches: :class:`DenseGradients`, formed on demand from the captured inputs
+  and output gradients (O(N P_layer) while one product uses them, not kept).
+* anything else (LayerNorm, custom parameters, 0-dim parameters, ``padding="same"``...), and every
+  module owning a parameter that another module owns too (tied weights, ``b.weight = a.weight``):
+  ``torch.func`` ``vmap(grad(functional_call))`` over the examples, restricted to those parameters.
 
 Sums over positions and over repeated calls of a module are handled by the dense forms, so weight
-sharing within a forward pass is exact too.
+sharing within a forward pass is exact too. A tied parameter's per-example gradient is the sum over
+all its uses, which only a gradient with respect to the parameter itself sees (per-module hooks would
+book each use apart and drop the cross terms); ``functional_call`` substitutes a tied parameter
+everywhere it is used, so the functional path gets the sum. A tied parameter is booked to the first
+layer (``named_modules()`` order) that owns it, like ``model.named_parameters()`` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 import math
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -52,10 +58,6 @@ class LayerGradients(Protocol):
 
     def gram(self) -> Tensor:
         """(n, n) float64: ``<g_i, g_j>``."""
-        ...
-
-    def mean(self) -> Tensor:
-        """(P_layer,) float64: ``(1/n) sum_i g_i``, flattened."""
         ...
 
 
@@ -90,25 +92,22 @@ class FactoredGradients:
         a, d = self.inputs, self.output_grads
         return (self._input_inner(a, a) * (d @ d.T)).double()
 
-    def mean(self) -> Tensor:
-        a, d = self.inputs.double(), self.output_grads.double()
-        n = len(self)
-        parts = []
-        if self.has_weight:
-            parts.append((d.T @ a).flatten() / n)  # (out, in), the weight's layout
-        if self.has_bias:
-            parts.append(d.mean(0))
-        return torch.cat(parts)
 
 
-@dataclass
 class DenseGradients:
-    """Explicit per-example gradients, flattened: (n, P_layer)."""
+    """Explicit per-example gradients, flattened: (n, P_layer), given as a tensor or as a function that
+    forms them, called each time they are needed, so only one layer's are alive at a time."""
 
-    gradients: Tensor
+    def __init__(self, gradients: Tensor | Callable[[], Tensor], n: int | None = None) -> None:
+        self._source = gradients
+        self._n = gradients.shape[0] if isinstance(gradients, Tensor) else n
+
+    @property
+    def gradients(self) -> Tensor:
+        return self._source if isinstance(self._source, Tensor) else self._source()
 
     def __len__(self) -> int:
-        return self.gradients.shape[0]
+        return self._n
 
     def squared_norms(self) -> Tensor:
         return _squared_norms(self.gradients)
@@ -117,8 +116,12 @@ class DenseGradients:
         g = self.gradients
         return (g @ g.T).double()
 
-    def mean(self) -> Tensor:
-        return self.gradients.double().mean(0)
+
+def cross_gram(first: LayerGradients, second: LayerGradients) -> Tensor:
+    """(n_1, n_2) float64: ``<g_i, h_j>`` between one layer's per-example gradients on two sets of examples."""
+    if isinstance(first, FactoredGradients) and isinstance(second, FactoredGradients):
+        return (first._input_inner(first.inputs, second.inputs) * (first.output_grads @ second.output_grads.T)).double()
+    return (_densify(first) @ _densify(second).T).double()
 
 
 def concatenate(blocks: Sequence[LayerGradients]) -> LayerGradients:
@@ -149,12 +152,28 @@ def _densify(block: LayerGradients) -> Tensor:
 
 
 def parametrised_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Modules with trainable parameters of their own, by ``named_modules()`` name (root: ``"root"``)."""
-    return {
-        name or ROOT_LAYER: module
-        for name, module in model.named_modules()
-        if any(p.requires_grad for p in module.parameters(recurse=False))
-    }
+    """Modules with trainable parameters of their own, by ``named_modules()`` name (root: ``"root"``).
+
+    A tied parameter counts for the first module that owns it only (as in ``model.named_parameters()``),
+    so a module whose only trainable parameters are tied to an earlier module's is not a layer.
+    """
+    seen: set[int] = set()
+    layers = {}
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if own:
+            layers[name or ROOT_LAYER] = module
+    return layers
+
+
+def _modules_sharing_parameters(model: nn.Module) -> set[int]:
+    """ids of the modules that own a parameter another module owns too (tied weights)."""
+    owners: dict[int, list[nn.Module]] = {}
+    for module in model.modules():
+        for p in module.parameters(recurse=False):
+            owners.setdefault(id(p), []).append(module)
+    return {id(m) for modules in owners.values() if len(modules) > 1 for m in modules}
 
 
 def _trainable(module: nn.Module, name: str) -> bool:
@@ -245,7 +264,7 @@ def _hooked_layer_gradients(module: nn.Module, calls: list[tuple[Tensor, Tensor]
         dense = _batchnorm_dense
     else:
         dense = _conv_dense
-    return DenseGradients(sum(dense(module, a, d) for a, d in calls))
+    return DenseGradients(lambda: sum(dense(module, a, d) for a, d in calls), n=calls[0][0].shape[0])
 
 
 class PerExampleGradients:
@@ -267,7 +286,10 @@ class PerExampleGradients:
                 "mode; that couples the examples, so per-example gradients are undefined."
             )
         if method == "auto":
-            self._hooked = {name: m for name, m in layers.items() if _has_hook_formula(m)}
+            tied = _modules_sharing_parameters(model)
+            self._hooked = {
+                name: m for name, m in layers.items() if _has_hook_formula(m) and id(m) not in tied
+            }
         elif method == "functional":
             self._hooked = {}
         else:
@@ -320,6 +342,8 @@ class PerExampleGradients:
             for pname, p in self._module(layer).named_parameters(recurse=False)
             if p.requires_grad
         }
+        # named_parameters() names a tied parameter once (its first owner): functional_call then
+        # substitutes it at every use, and its gradient is the sum over the uses.
         params = {n: p.detach() for n, p in self.model.named_parameters() if n in owned}
 
         def contracted_logits(params: dict[str, Tensor], x: Tensor, v: Tensor) -> Tensor:
@@ -328,9 +352,9 @@ class PerExampleGradients:
         per_example = vmap(grad(contracted_logits), in_dims=(None, 0, 0))(params, self.inputs, direction)
         columns: dict[str, list[Tensor]] = {layer: [] for layer in self._functional}
         for pname, g in per_example.items():  # dict order = named_parameters order
-            columns[owned[pname]].append(g.flatten(1))
+            columns[owned[pname]].append(g.reshape(g.shape[0], -1))  # (n,) for a 0-dim parameter
         # detach: the result still depends on the other (live) parameters through functional_call
-        return {layer: DenseGradients(torch.cat(cols, 1).detach()) for layer, cols in columns.items()}
+        return {layer: DenseGradients(torch.cat(cols, 1).detach()) for layer, cols in columns.items() if cols}
 
     def _module(self, layer: str) -> nn.Module:
         return self.model if layer == ROOT_LAYER else self.model.get_submodule(layer)

@@ -1,0 +1,85 @@
+"""Training speed on a shared CPU: each thread setting idle and beside one busy competitor process.
+
+    python benchmarks/contention.py [--epochs 10] [--models mlp conv1d]
+
+For every model and setting, a real run (`python -m critical_periods.train`, no W&B, default probes)
+is timed by its own ``fit_seconds``, first on the idle machine, then with a competitor (a pure-Python
+busy loop, one core's worth of work) that this script starts and stops by process id. Settings:
+
+* ``threads=1`` (the project's default on CPU, unless ``threads`` is set);
+* ``threads=2`` with the OpenMP default wait policy (torch's default on a 2-core machine: the
+  intra-op pool spins while it waits for a core that is taken);
+* ``threads=2`` with ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep; must be set before torch loads).
+
+Prints seconds per epoch and the slowdown ratio (busy / idle) per setting, and each setting against
+``threads=1`` idle. Run it with nothing else running (check ``uptime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SETTINGS = {
+    "threads=1": ({"threads": "1"}, {}),
+    "threads=2": ({"threads": "2"}, {}),
+    "threads=2, OMP_WAIT_POLICY=PASSIVE": ({"threads": "2"}, {"OMP_WAIT_POLICY": "PASSIVE"}),
+}
+
+
+def timed_run(model: str, epochs: int, overrides: dict[str, str], env_extra: dict[str, str]) -> float:
+    """Seconds per epoch of one real run (its recorded fit time over its epochs)."""
+    with tempfile.TemporaryDirectory() as out:
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")}
+        env.update(env_extra)
+        command = [
+            sys.executable, "-m", "critical_periods.train", f"model={model}", "logger=none",
+            "deficit.length=5", f"schedule.epochs_after_deficit={epochs - 5}", "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={out}", *(f"{k}={v}" for k, v in overrides.items()),
+        ]
+        subprocess.run(command, env=env, check=True, capture_output=True)
+        summary = json.loads((Path(out) / "summary.json").read_text())
+        return summary["fit_seconds"] / epochs
+
+
+class Competitor:
+    """A busy process (one core), started and stopped by pid."""
+
+    def __enter__(self) -> "Competitor":
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (5 blurred, the rest clean)")
+    parser.add_argument("--models", nargs="+", default=["mlp", "conv1d"])
+    args = parser.parse_args()
+    print(f"load before: {os.getloadavg()[0]:.2f} (1-min average); {os.cpu_count()} cores")
+    print(f"{'model':8} {'setting':36} {'idle ms/ep':>10} {'busy ms/ep':>10} {'busy/idle':>9} {'idle vs 1 thread':>16}")
+    for model in args.models:
+        timed_run(model, 2, {"threads": "1"}, {})  # generate and cache the data outside the timings
+        idle, busy = {}, {}
+        for name, (overrides, env) in SETTINGS.items():
+            idle[name] = timed_run(model, args.epochs, overrides, env)
+        with Competitor():
+            for name, (overrides, env) in SETTINGS.items():
+                busy[name] = timed_run(model, args.epochs, overrides, env)
+        for name in SETTINGS:
+            print(f"{model:8} {name:36} {1000 * idle[name]:10.0f} {1000 * busy[name]:10.0f} "
+                  f"{busy[name] / idle[name]:8.1f}x {idle[name] / idle['threads=1']:15.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,21 +1,22 @@
-"""Figures: labels in words from the resolved configs, the epoch axis, the break-even diagnostics.
-Figures are drawn from a real tiny sweep (train() with the break-even probes) and from runs with
-hand-written metrics rows whose answer is known."""
+"""Figures: labels in words from the resolved configs, the epoch axis, the break-even diagnostics,
+and the probe figures (stiffness, frequency, CKA). Figures are drawn from a real tiny sweep (train()
+with the break-even probes) and from runs with hand-written metrics rows whose answer is known."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from matplotlib.collections import PolyCollection
+from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
 from critical_periods import metric_names as mn
-from critical_periods.analysis import figures
+from critical_periods.analysis import figures, probe_figures
 from critical_periods.analysis.labels import deficit_words, run_words, setting_words, value_words
 from critical_periods.analysis.plotting import NoData, group_runs
 from critical_periods.analysis.runs import Run, load_sweep, varying_settings
@@ -230,3 +231,96 @@ def test_fisher_trace_of_a_batch_study_is_not_called_a_critical_period():
     fig = figures.fisher_trace(runs)
     assert fig.get_suptitle() == "Fisher information trace during training, by batch size"
     assert {line.get_label() for line in fig.axes[0].get_lines()} == {"batch size 32 (1 run)", "batch size 512 (1 run)"}
+
+
+# -- the probe figures --------------------------------------------------------------------------------------
+
+
+def stiffness_values(shift: float) -> dict[str, list[float]]:
+    return {mn.STIFFNESS_COS_SAME: [0.1 + shift, 0.5, 0.6], mn.STIFFNESS_COS_DIFF: [0.1, 0.0, -0.1],
+            mn.STIFFNESS_SIGN_SAME: [0.2, 0.7, 0.8], mn.STIFFNESS_SIGN_DIFF: [0.2, 0.1, 0.0]}
+
+
+def test_stiffness_same_vs_different_class_mean_over_seeds():
+    runs = [hand_run(f"s{s}", epoch_rows(2, stiffness_values(0.2 * s)), seed=s) for s in (0, 1)]
+    fig = probe_figures.stiffness(runs)
+    cos, sign = [ax for ax in fig.axes if ax.get_title()]
+    lines = {line.get_label(): line for line in cos.get_lines()}
+    assert set(lines) == {"same class (mean of 2 runs)", "different classes (mean of 2 runs)"}
+    assert list(lines["same class (mean of 2 runs)"].get_ydata()) == pytest.approx([0.2, 0.5, 0.6])
+    assert lines["same class (mean of 2 runs)"].get_linestyle() == "-"
+    assert lines["different classes (mean of 2 runs)"].get_linestyle() == "--"
+    assert "sign" in sign.get_title() and len(sign.get_lines()) == 2
+    assert_words_only(fig)
+    assert_integer_epoch_ticks(fig)
+
+
+def test_frequency_low_and_high_error():
+    runs = [hand_run("r", epoch_rows(3, {mn.FREQUENCY_ERROR_LOW: [1.0, 0.4, 0.2, 0.1], mn.FREQUENCY_ERROR_HIGH: [1.0, 0.9, 0.7, 0.5]}))]
+    fig = probe_figures.frequency(runs)
+    lines = {line.get_label().split(" (")[0]: list(line.get_ydata()) for line in fig.axes[0].get_lines()}
+    assert lines == {"low frequencies $e_{low}$": [1.0, 0.4, 0.2, 0.1], "high frequencies $e_{high}$": [1.0, 0.9, 0.7, 0.5]}
+    assert_words_only(fig)
+
+
+def test_cka_heatmap_is_layer_by_epoch_mean_of_the_runs_without_deficit():
+    layers = ("features.fc1", "head")
+
+    def run(job, seed, values, **deficit):
+        return hand_run(job, epoch_rows(2, {mn.cka_vs_init(l): v for l, v in zip(layers, values)}), seed=seed, **deficit)
+
+    runs = [run("a", 0, [[1.0, 0.8, 0.6], [1.0, 0.5, 0.3]]), run("b", 1, [[1.0, 0.6, 0.4], [1.0, 0.3, 0.1]]),
+            run("blur", 0, [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]], deficit="blur", length=1)]
+    fig = probe_figures.cka_heatmap(runs)
+    (mesh,) = fig.findobj(QuadMesh)[:1]
+    assert np.asarray(mesh.get_array()).reshape(2, 3) == pytest.approx(np.array([[1.0, 0.7, 0.5], [1.0, 0.4, 0.2]]))
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == list(layers)
+    assert "no deficit, mean of 2 runs" in fig.get_suptitle()
+    assert_integer_epoch_ticks(fig)
+
+
+def test_probe_figures_say_what_is_missing():
+    runs = [hand_run("r", epoch_rows(1, {mn.FISHER_TRACE: [1, 2]}))]
+    for draw, missing in [(probe_figures.stiffness, "stiffness/"), (probe_figures.frequency, "frequency/"),
+                          (probe_figures.cka_heatmap, "cka/<layer>/vs_init")]:
+        with pytest.raises(NoData, match=re.escape(missing)):
+            draw(runs)
+    with pytest.raises(NoData):
+        probe_figures.cka_deficit_vs_clean(runs)
+
+
+def importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+        return True
+    except ImportError:
+        return False
+
+
+HAS_REPRESENTATIONS = importable("critical_periods.probes.cka") and importable("critical_periods.probes.representation_probes")
+
+
+@pytest.mark.skipif(not HAS_REPRESENTATIONS, reason="critical_periods.probes.cka / representation_probes not on this branch yet")
+def test_cka_deficit_vs_clean_from_saved_representations(tmp_path):
+    from critical_periods.probes.cka import linear_cka
+
+    rng = np.random.default_rng(0)
+    clean = {"features.fc1": rng.normal(size=(40, 6)), "head": rng.normal(size=(40, 3))}
+    changed = {"features.fc1": clean["features.fc1"] @ rng.normal(size=(6, 6)), "head": rng.normal(size=(40, 3))}
+
+    def saved(job, reps, epoch, **deficit):
+        run = hand_run(job, [], **deficit)
+        run.path = tmp_path / job
+        (run.path / "representations").mkdir(parents=True)
+        np.savez(run.path / "representations" / "epoch_1.npz", **{k: np.zeros_like(v, np.float16) for k, v in reps.items()})
+        np.savez(run.path / "representations" / f"epoch_{epoch}.npz", **{k: v.astype(np.float16) for k, v in reps.items()})
+        return run
+
+    runs = [saved("clean", clean, 4), saved("blur", changed, 6, deficit="blur", length=2)]
+    fig = probe_figures.cka_deficit_vs_clean(runs)
+    (line,) = fig.axes[0].get_lines()[:1]
+    expected = [linear_cka(changed[k].astype(np.float16).astype(np.float64), clean[k].astype(np.float16).astype(np.float64),
+                           debiased=True) for k in ("features.fc1", "head")]
+    assert list(line.get_ydata()) == pytest.approx(expected)
+    assert line.get_label() == "blur until epoch 2 (1 run)"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["features.fc1", "head"]

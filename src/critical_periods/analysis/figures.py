@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from critical_periods import metric_names as mn
+from critical_periods.analysis import probe_figures
 from critical_periods.analysis.curves import Series, epoch_anchors, first_reaching, keys_with_prefix, mean_over_runs, series
 from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, settings_words, value_words
 from critical_periods.analysis.plotting import (
@@ -320,6 +321,7 @@ FIGURES: dict[str, Callable[[Sequence[Run]], Figure]] = {
     "fisher_trace.png": fisher_trace,
     "fisher_share.png": fisher_share,
     "break_even.png": break_even,
+    **probe_figures.FIGURES,
 }
 
 

@@ -23,7 +23,7 @@ from critical_periods.analysis import probe_figures
 from critical_periods.analysis.curves import Series, epoch_anchors, first_reaching, keys_with_prefix, mean_over_runs, series
 from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, settings_words, value_words
 from critical_periods.analysis.plotting import (
-    EpochAxes, Group, NoData, by_words, draw_metrics, has_early_probes, epoch_axes, group_runs, integer_ticks, save, shade_window,
+    EpochAxes, Group, NoData, by_words, draw_metrics, epoch_axes, group_runs, has_early_probes, integer_ticks, save,
 )
 from critical_periods.analysis.runs import Run, condition, varying_settings
 from critical_periods.analysis.tables import Cell, baselines, plotted_runs, removal_table, sensitivity_table
@@ -207,7 +207,7 @@ def mean_shares(group: Group) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
 def fisher_share(runs: Sequence[Run], max_panels: int = 4) -> Figure:
     """Per-layer share of the Fisher trace against epochs completed (stacked areas, mean over
     seeds), one panel per setting without deficit (up to ``max_panels``), or else the first setting
-    with per-layer Fisher data."""
+    with per-layer Fisher data (its deficit window between dashed lines)."""
     candidates = [r for r in plotted_runs(runs) if len(layer_shares(r)[0]) >= 2]
     if not candidates:
         raise NoData("no completed run logged per-layer Fisher traces (fisher/share/<layer> or fisher/trace/<layer>)")
@@ -223,7 +223,9 @@ def fisher_share(runs: Sequence[Run], max_panels: int = 4) -> Figure:
         for ax in axes.all:
             ax.stackplot(x, *shares.values(), labels=list(shares) if ax is axes.main else ["_nolegend_"] * len(shares), alpha=0.85)
             ax.set_ylim(0, 1)
-        shade_window(axes, group.window, "white", "deficit window")
+        for edge in group.window or ():  # shading would vanish on the stacked areas: dashed edges instead
+            for ax in axes.all:
+                ax.axvline(edge, color="black", ls="--", lw=1, label="_nolegend_")
         axes.left.set_ylabel("share of tr F (fraction)")
         axes.main.set_title(f"{group.label} ({runs_count(n)})", fontsize=9)
         axes.main.legend(title="layer", fontsize=7, title_fontsize=7, loc="upper right")

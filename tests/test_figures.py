@@ -227,6 +227,23 @@ def test_fisher_trace_is_a_mean_over_seeds_with_the_deficit_window_shaded():
     assert_integer_epoch_ticks(fig)
 
 
+def test_fisher_share_is_the_mean_share_over_seeds_per_setting_without_deficit():
+    def run(job, seed, lr, head):  # two layers; the head's trace is `head`, the body's 1 - head, total 1
+        values = {mn.FISHER_TRACE: [1.0] * 3, mn.fisher_layer_trace("head"): head, mn.fisher_layer_trace("body"): [1 - h for h in head]}
+        return hand_run(job, epoch_rows(2, values), seed=seed, lr=lr)
+
+    runs = [run("a", 0, 0.1, [0.2, 0.4, 0.6]), run("b", 1, 0.1, [0.4, 0.6, 0.8]), run("c", 0, 0.5, [0.5, 0.5, 0.5]),
+            hand_run("blur", epoch_rows(2, {mn.FISHER_TRACE: [1.0] * 3, mn.fisher_layer_trace("head"): [0.9] * 3}), deficit="blur", length=1)]
+    fig = figures.fisher_share(runs)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(panels) == {"no deficit, learning rate 0.1 (mean of 2 runs)", "no deficit, learning rate 0.5 (1 run)"}
+    head = panels["no deficit, learning rate 0.1 (mean of 2 runs)"].collections[0]  # first stacked layer: the head
+    assert max(v[1] for v in head.get_paths()[0].vertices) == pytest.approx(0.7)  # mean of 0.6 and 0.8 at epoch 2
+    assert fig.get_suptitle() == "Per-layer share of the Fisher information trace (runs without deficit)"
+    assert_words_only(fig)
+    assert_integer_epoch_ticks(fig)
+
+
 @pytest.mark.parametrize("kinds, paper", [(["blur"], "Fig. 1"), (["blur", "vertical_flip"], "Fig. 2")])
 def test_error_vs_removal_names_the_paper_figure_and_the_kinds_in_words(kinds, paper):
     runs = [hand_run("none", [], deficit="none")]

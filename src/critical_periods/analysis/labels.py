@@ -33,6 +33,13 @@ SETTING_WORDS = {
     "model.widths": "hidden widths",
     "model.depth": "depth",
     "model.width": "width",
+    "model.channels": "channels",
+    "model.batch_norm": "batch norm",
+    "model.dropout": "dropout",
+    "model.activation": "activation",
+    "model._target_": "model",
+    "data.source._target_": "data",
+    "data.source.num_samples": "examples in the data set",
     "schedule.epochs": "epochs",
     "schedule.epochs_after_deficit": "clean epochs after the deficit",
     "schedule.lr_schedule": "lr schedule",
@@ -118,6 +125,13 @@ def value_words(value: Any) -> str:
 
 
 def setting_words(key: str, value: Any) -> str:
+    """``key value`` in words; a class or function path (``_target_``) by its last part.
+
+    >>> setting_words("model._target_", "critical_periods.models.mlp.MLP")
+    'model MLP'
+    """
+    if key.endswith("_target_") and isinstance(value, str):
+        value = value.rsplit(".", 1)[-1].removeprefix("load_")
     return f"{key_words(key)} {value_words(value)}"
 
 

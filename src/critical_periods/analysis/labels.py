@@ -139,6 +139,11 @@ def kind_words(kind: str | None) -> str:
     return DEFICIT_WORDS.get(kind or "none", (kind or "none").replace("_", " "))
 
 
+def has_deficit(run: Run) -> bool:
+    """A deficit of length > 0 (a record that names no deficit kind counts as none)."""
+    return not run.is_baseline and run.deficit is not None
+
+
 def deficit_words(run: Run) -> str:
     """``no deficit``; ``blur until epoch 10`` (onset 0); ``blur in epochs 20-30``: the window
     [onset, onset + length) in epochs.
@@ -148,7 +153,7 @@ def deficit_words(run: Run) -> str:
     >>> deficit_words(run)
     'vertical flip in epochs 4-6'
     """
-    if run.is_baseline or run.deficit is None:
+    if not has_deficit(run):
         return kind_words("none")
     if run.onset in (0, None):
         return f"{kind_words(run.deficit)} until epoch {run.length}"

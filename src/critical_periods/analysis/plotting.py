@@ -23,7 +23,7 @@ from matplotlib.gridspec import SubplotSpec
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from critical_periods.analysis.curves import Band, mean_over_runs, series
-from critical_periods.analysis.labels import EPOCHS_AXIS, SEED_BAND, axis_label, key_words, run_words, runs_count
+from critical_periods.analysis.labels import EPOCHS_AXIS, SEED_BAND, axis_label, has_deficit, key_words, run_words, runs_count
 from critical_periods.analysis.runs import Run, flatten, varying_settings
 
 KIND_ORDER = ("none", "blur", "noise", "vertical_flip", "label_permutation")
@@ -65,13 +65,13 @@ def group_runs(runs: Sequence[Run], keys: Sequence[str] | None = None) -> list[G
     apart from seed, deficit and plumbing). Sorted: no deficit first, then by kind, onset, length
     and the keys' values. Colours: black for "no deficit" when there are deficits, else C0, C1..."""
     keys = varying_settings(runs) if keys is None else list(keys)
-    with_deficit = any(not r.is_baseline for r in runs)
+    with_deficit = any(has_deficit(r) for r in runs)
     by_label: dict[str, Group] = {}
     for run in runs:
         label = run_words(run, keys, with_deficit)
         if label not in by_label:
-            window = None if run.is_baseline else (run.onset or 0, run.removal_epoch or 0)
-            kind = "none" if run.is_baseline else (run.deficit or "")
+            window = (run.onset or 0, run.removal_epoch or 0) if has_deficit(run) else None
+            kind = run.deficit if has_deficit(run) else "none"
             flat = flatten(run.config)
             order = (
                 KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), kind,

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from critical_periods import metric_names as mn
 from critical_periods.analysis.curves import keys_with_prefix, mean_over_runs, series
-from critical_periods.analysis.labels import SEED_BAND, runs_count
+from critical_periods.analysis.labels import SEED_BAND, has_deficit, runs_count
 from critical_periods.analysis.plotting import NoData, by_words, draw_metrics, epoch_axes, group_runs
 from critical_periods.analysis.runs import Run, condition, varying_settings
 from critical_periods.analysis.tables import plotted_runs
@@ -153,9 +153,9 @@ def cka_deficit_vs_clean(runs: Sequence[Run]) -> Figure:
     if not done:
         raise NoData(f"no completed run saved representations (<run>/{REPRESENTATIONS_DIR}/epoch_<E>.npz)")
     keys = varying_settings(done)
-    clean = {(condition(r, keys), r.seed): r for r in done if r.is_baseline}
+    clean = {(condition(r, keys), r.seed): r for r in done if not has_deficit(r)}
     pairs = [(r, clean[(condition(r, keys), r.seed)]) for r in done
-             if not r.is_baseline and (condition(r, keys), r.seed) in clean]
+             if has_deficit(r) and (condition(r, keys), r.seed) in clean]
     if not pairs:
         raise NoData("needs a run with a deficit and a run without deficit of the same seed and setting, "
                      "both with saved representations")

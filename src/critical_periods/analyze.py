@@ -9,7 +9,9 @@ Writes into ``SWEEP_DIR/analysis/`` (or ``--out``):
 * ``break_even.csv`` (per lr / batch size) and ``break_even_runs.csv`` (per run), when the sweep
   varies the learning rate or the batch size and logged break-even metrics: peaks before a common
   training accuracy, and over the whole run (see ``analysis.break_even``);
-* the figures the sweep has data for (``analysis.figures.FIGURES``), from completed runs only.
+* the figures the sweep has data for (``analysis.figures.FIGURES``: the papers' figures, and those of
+  the stiffness, frequency and CKA probes), from completed runs only, labelled in words from the
+  runs' resolved configs (``analysis.labels``).
 
 Prints the state of the jobs, which figures were drawn or skipped and why, and the headline
 numbers. ``--wandb`` also logs the tables and figures to one W&B summary run (see
@@ -110,7 +112,7 @@ def render(result: Analysis) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m critical_periods.analyze",
-        description="Tables (runs.csv, break_even.csv) and the papers' figures from a sweep's run records.",
+        description="Tables (runs.csv, break_even.csv) and the figures (papers' and probes') from a sweep's run records.",
     )
     parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory (searched recursively for job dirs)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: SWEEP_DIR/analysis)")

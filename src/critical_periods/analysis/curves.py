@@ -3,6 +3,10 @@
 The time axis is *epochs completed* when the value was logged: 0 for the probe of the initial
 weights (global step 0), ``e + 1`` for anything logged at the end of epoch ``e``, and fractions in
 between for probes at extra early steps (interpolated by global step within the epoch).
+
+The training module's per-epoch metrics (``EPOCH_END_KEYS``: the epoch's mean training loss and
+accuracy, validation, lr) are logged with the step of the epoch's last batch, one step before the
+end-of-epoch probes; they describe the whole epoch, so they are placed at ``e + 1`` by their epoch.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from critical_periods import metric_names as mn
+
 FINAL_PREFIXES = ("final/", "test/")
+EPOCH_END_KEYS = frozenset({mn.TRAIN_LOSS, mn.TRAIN_ACC, mn.VAL_LOSS, mn.VAL_ACC, mn.VAL_DEFICIT_ACC, mn.LR, mn.DEFICIT_ACTIVE})
 
 
 def _is_training_row(row: dict[str, Any]) -> bool:
@@ -70,19 +77,26 @@ class Series:
 
 
 def series(rows: Sequence[dict[str, Any]], key: str, anchors: tuple[np.ndarray, np.ndarray] | None = None) -> Series:
-    """The trajectory of ``key`` in ``rows`` (see :class:`Series`)."""
+    """The trajectory of ``key`` in ``rows`` (see :class:`Series`).
+
+    >>> rows = [{"step": 0, "epoch": 0, "fisher/trace": 1.0}, {"step": 4, "epoch": 0, "fisher/trace": 2.0},
+    ...         {"step": 9, "epoch": 0, "train/acc": 0.5}, {"step": 10, "epoch": 0, "fisher/trace": 3.0}]
+    >>> series(rows, "fisher/trace").x.tolist(), series(rows, "train/acc").x.tolist()
+    ([0.0, 0.4, 1.0], [1.0])
+    """
     by_step: dict[int, tuple[float, int]] = {}
     for row in rows:
         value = row.get(key)
         if value is not None and isinstance(row.get("step"), int) and not key.startswith(FINAL_PREFIXES):
             by_step[row["step"]] = (float(value), int(row.get("epoch", 0)))
     steps = np.asarray(sorted(by_step), dtype=float)
-    anchors = anchors if anchors is not None else epoch_anchors(rows)
-    return Series(
-        x=steps_to_epochs(steps, anchors) if len(steps) else steps,
-        y=np.asarray([by_step[int(s)][0] for s in steps]),
-        epoch=np.asarray([by_step[int(s)][1] for s in steps], dtype=int),
-    )
+    epoch = np.asarray([by_step[int(s)][1] for s in steps], dtype=int)
+    if key in EPOCH_END_KEYS:
+        x = epoch + 1.0
+    else:
+        anchors = anchors if anchors is not None else epoch_anchors(rows)
+        x = steps_to_epochs(steps, anchors) if len(steps) else steps
+    return Series(x=x, y=np.asarray([by_step[int(s)][0] for s in steps]), epoch=epoch)
 
 
 def keys_with_prefix(rows: Sequence[dict[str, Any]], prefix: str) -> list[str]:
@@ -121,3 +135,15 @@ def mean_over_runs(curves: Sequence[Series]) -> Band:
         high=np.asarray([np.max(values[x]) for x in xs]),
         n=np.asarray([len(values[x]) for x in xs]),
     )
+
+
+def first_reaching(curve: Series, threshold: float) -> float | None:
+    """The first x at which ``curve`` is at least ``threshold`` (``None``: never). For ``train/acc``,
+    logged at the end of each epoch, that is the end of the first epoch whose mean training accuracy
+    passes the threshold.
+
+    >>> first_reaching(Series(np.array([1.0, 2.0, 3.0]), np.array([0.4, 0.7, 0.9]), np.array([0, 1, 2])), 0.6)
+    2.0
+    """
+    reached = np.flatnonzero(curve.y >= threshold)
+    return float(curve.x[reached[0]]) if len(reached) else None

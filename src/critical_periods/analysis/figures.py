@@ -1,10 +1,11 @@
-"""The papers' figures, one function per figure. Each takes the sweep's runs and the PNG path, draws
-from the completed runs only, and raises :class:`NoData` (with the reason) when the sweep lacks
-what the figure needs. Drawn with matplotlib's object API (``Figure``, Agg canvas): no pyplot, no
-global state, no display needed.
+"""The papers' figures, one function per figure. Each takes the sweep's runs, draws from the completed
+runs only, and returns a matplotlib ``Figure`` (object API, Agg canvas: no pyplot, no global state,
+no display needed), or raises :class:`NoData` with the reason when the sweep lacks what it needs.
+``draw_all`` saves them as PNGs.
 
-Errors are plotted in percent; the time axis of trajectories is epochs completed (0 = the initial
-weights; see ``curves``).
+Conventions: errors in percent; trajectories against epochs completed (0 = the initial weights; see
+``curves``), one line per setting = the mean over its seeds, band = min-max over them; deficit
+windows shaded; labels in words from the runs' resolved configs (``labels``).
 """
 
 from __future__ import annotations
@@ -17,44 +18,41 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from critical_periods.analysis import break_even as be
-from critical_periods.analysis.curves import Series, epoch_anchors, keys_with_prefix, mean_over_runs, series
-from critical_periods.analysis.runs import Run, run_labels
-from critical_periods.analysis.tables import FISHER, Cell, baselines, plotted_runs, removal_table, sensitivity_table
+from critical_periods import metric_names as mn
+from critical_periods.analysis import probe_figures
+from critical_periods.analysis.curves import Series, epoch_anchors, first_reaching, keys_with_prefix, mean_over_runs, series
+from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, settings_words, value_words
+from critical_periods.analysis.plotting import (
+    EpochAxes, Group, NoData, by_words, draw_metrics, epoch_axes, group_runs, has_early_probes, integer_ticks, save,
+)
+from critical_periods.analysis.runs import Run, condition, varying_settings
+from critical_periods.analysis.tables import Cell, baselines, plotted_runs, removal_table, sensitivity_table
 
-KIND_ORDER = ("blur", "noise", "vertical_flip", "label_permutation")
+__all__ = ["NoData", "FIGURES", "draw_all"]
+
+KIND_COLOURS = {"blur": "C0", "noise": "C1", "vertical_flip": "C2", "label_permutation": "C3"}
 LINESTYLES = ("-", "--", ":", "-.")
-SPREAD = "band: min-max over runs (seeds)"
-
-
-class NoData(Exception):
-    """The sweep has not the data a figure needs; the message says what is missing."""
+BREAK_EVEN_THRESHOLD = 0.60  # training accuracy of the paper's vertical line (Jastrzebski et al., CIFAR-10)
 
 
 def _colour(kind: str) -> str:
-    return f"C{KIND_ORDER.index(kind)}" if kind in KIND_ORDER else f"C{4 + sum(map(ord, kind)) % 6}"
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    return path
+    return KIND_COLOURS.get(kind, f"C{4 + sum(map(ord, kind)) % 6}")
 
 
 def _with_condition(label: str, cond: str) -> str:
     return f"{label} [{cond}]" if cond else label
 
 
-def _runs(n: Sequence[int]) -> str:
-    """``"3 runs"``, or ``"1-3 runs"`` when the points of a curve average different numbers of runs."""
-    low, high = min(n), max(n)
-    return f"{low} run{'s' if high > 1 else ''}" if low == high else f"{low}-{high} runs"
+def condition_words(runs: Sequence[Run]) -> dict[str, str]:
+    """``tables``' condition string of each run -> the same condition in words."""
+    keys = varying_settings(runs)
+    return {condition(r, keys): settings_words(r, keys) for r in runs}
 
 
-# -- 1. final error against removal epoch (Achille et al. Fig. 1/2) ------------------------------------
+# -- 1. final error against removal epoch (Achille et al. Fig. 1 for blur, Fig. 2 for the kinds) --------
 
 
-def error_vs_removal(runs: Sequence[Run], path: Path) -> Path:
+def error_vs_removal(runs: Sequence[Run]) -> Figure:
     """Final test error against the deficit's removal epoch (onset + length, runs with onset 0), one
     line per deficit kind (and condition): mean over seeds, band = min-max; the no-deficit baseline
     as a horizontal line."""
@@ -64,6 +62,7 @@ def error_vs_removal(runs: Sequence[Run], path: Path) -> Path:
         curves[(cell.kind, cell.condition)].append(cell)
     if not any(len(c) >= 2 for c in curves.values()):
         raise NoData("needs completed runs of one deficit kind with onset 0 at two or more removal epochs")
+    words = condition_words(runs)
     conditions = sorted({cond for _, cond in curves} | set(baselines(runs)))
     style = {cond: LINESTYLES[i % len(LINESTYLES)] for i, cond in enumerate(conditions)}
 
@@ -72,27 +71,31 @@ def error_vs_removal(runs: Sequence[Run], path: Path) -> Path:
     for (kind, cond), group in sorted(curves.items(), key=lambda item: (_colour(item[0][0]), item[0][1])):
         x = [c.x for c in group]
         ax.plot(x, [100 * c.error.mean for c in group], marker="o", color=_colour(kind), ls=style[cond],
-                label=_with_condition(f"{kind} (mean of {_runs([c.error.n for c in group])})", cond))
+                label=_with_condition(f"{kind_words(kind)} ({runs_count([c.error.n for c in group])})", words.get(cond, cond)))
         if any(c.error.n > 1 for c in group):
             ax.fill_between(x, [100 * c.error.low for c in group], [100 * c.error.high for c in group],
                             color=_colour(kind), alpha=0.2)
     for cond, stat in baselines(runs).items():
         ax.axhline(100 * stat.mean, color="black", ls=style[cond], lw=1,
-                   label=_with_condition(f"no deficit (mean of {_runs([stat.n])})", cond))
+                   label=_with_condition(f"{kind_words('none')} ({runs_count(stat.n)})", words.get(cond, cond)))
         if stat.n > 1:
             ax.axhspan(100 * stat.low, 100 * stat.high, color="black", alpha=0.07)
-    ax.set_xlabel("deficit removal epoch, onset + length (epochs)")
+    kinds = {kind for kind, _ in curves}
+    paper = " (cf. Achille et al. 2019, Fig. 1)" if kinds == {"blur"} else (
+        " (cf. Achille et al. 2019, Fig. 2)" if len(kinds) > 1 else "")
+    ax.set_xlabel("deficit removal epoch = onset + length (epochs)")
     ax.set_ylabel("final test error (%)")
-    ax.set_title("Final test error vs deficit removal epoch (Achille et al. 2019, Fig. 1)")
+    ax.set_title(f"Final test error vs deficit removal epoch{paper}", fontsize=11)
+    integer_ticks(ax)
     ax.grid(alpha=0.3)
-    ax.legend(title=SPREAD, fontsize=8, title_fontsize=8)
-    return _save(fig, path)
+    ax.legend(title=SEED_BAND, fontsize=8, title_fontsize=8)
+    return fig
 
 
-# -- 2. sensitivity against onset (Achille et al. Fig. 3/4) ---------------------------------------------
+# -- 2. sensitivity against onset (Achille et al. Fig. 4) ------------------------------------------------
 
 
-def _draw_sensitivity(ax: Axes, cells: Sequence[Cell]) -> None:
+def _draw_sensitivity(ax: Axes, cells: Sequence[Cell], words: dict[str, str]) -> None:
     curves: dict[tuple[str, int, str], list[Cell]] = defaultdict(list)
     for cell in cells:
         curves[(cell.kind, cell.length, cell.condition)].append(cell)
@@ -101,17 +104,18 @@ def _draw_sensitivity(ax: Axes, cells: Sequence[Cell]) -> None:
     for (kind, length, cond), group in sorted(curves.items()):
         x = [c.x for c in group]
         ls = LINESTYLES[(conditions.index(cond) + lengths.index(length)) % len(LINESTYLES)]
-        label = f"{kind}, {length}-epoch window (mean of {_runs([c.sensitivity.n for c in group])})"
+        label = f"{kind_words(kind)}, {length}-epoch window ({runs_count([c.sensitivity.n for c in group])})"
         ax.plot(x, [100 * c.sensitivity.mean for c in group], marker="o", color=_colour(kind), ls=ls,
-                label=_with_condition(label, cond))
+                label=_with_condition(label, words.get(cond, cond)))
         if any(c.sensitivity.n > 1 for c in group):
             ax.fill_between(x, [100 * c.sensitivity.low for c in group], [100 * c.sensitivity.high for c in group],
                             color=_colour(kind), alpha=0.2)
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xlabel("deficit onset (epoch)")
-    ax.set_ylabel("final test error - baseline error (percentage points)")
+    ax.set_ylabel("final test error - no-deficit error (percentage points)", fontsize=9)
+    integer_ticks(ax)
     ax.grid(alpha=0.3)
-    ax.legend(title=SPREAD, fontsize=8, title_fontsize=8)
+    ax.legend(title=SEED_BAND, fontsize=8, title_fontsize=8)
 
 
 def _sensitivity_cells(runs: Sequence[Run]) -> list[Cell]:
@@ -124,51 +128,48 @@ def _sensitivity_cells(runs: Sequence[Run]) -> list[Cell]:
     return cells
 
 
-def sensitivity_vs_onset(runs: Sequence[Run], path: Path) -> Path:
-    """Sensitivity (final test error minus the baseline's, in percentage points) against the onset
-    of a deficit window of fixed length; mean over seeds, band = min-max."""
+def sensitivity_vs_onset(runs: Sequence[Run]) -> Figure:
+    """Sensitivity (final test error minus the no-deficit error, in percentage points) against the
+    onset of a deficit window of fixed length; mean over seeds, band = min-max."""
     cells = _sensitivity_cells(runs)
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
-    _draw_sensitivity(ax, cells)
-    ax.set_title("Sensitivity to a deficit window vs its onset (Achille et al. 2019, Fig. 3)")
-    return _save(fig, path)
+    _draw_sensitivity(ax, cells, condition_words(runs))
+    ax.set_title("Sensitivity to a deficit window vs its onset (cf. Achille et al. 2019, Fig. 4)", fontsize=11)
+    return fig
 
 
-# -- 3. Fisher trace over training, beside the sensitivity (Achille et al. Fig. 4) -----------------------
+# -- 3. Fisher trace over training, beside the sensitivity (Achille et al. Fig. 4) ----------------------
 
 
 def _fisher_runs(runs: Sequence[Run]) -> list[Run]:
-    return [r for r in plotted_runs(runs) if len(series(r.metrics, FISHER)) >= 2]
+    return [r for r in plotted_runs(runs) if len(series(r.metrics, mn.FISHER_TRACE)) >= 2]
 
 
-def fisher_trace(runs: Sequence[Run], path: Path) -> Path:
-    """``fisher/trace`` against epochs completed, one line per completed run (labelled by its
-    overrides); beside it the sensitivity curve when the sweep has window runs."""
+def fisher_trace(runs: Sequence[Run]) -> Figure:
+    """``fisher/trace`` against epochs completed, one line per setting (mean over seeds, band =
+    min-max, deficit window shaded); beside it the sensitivity curve when the sweep has window runs
+    (then it is Achille et al.'s Fig. 4)."""
     with_fisher = _fisher_runs(runs)
     if not with_fisher:
-        raise NoData(f"no completed run logged {FISHER} at two or more points (train with probes=fisher or probes=full)")
+        raise NoData(f"no completed run logged {mn.FISHER_TRACE} at two or more points (train with probes=fisher or probes=full)")
     try:
         cells = _sensitivity_cells(runs)
     except NoData:
         cells = []
-    fig = Figure(figsize=(13 if cells else 7.5, 4.8))
-    ax = fig.add_subplot(1, 2 if cells else 1, 1)
-    labels = run_labels(with_fisher)
-    for i, run in enumerate(with_fisher):
-        curve = series(run.metrics, FISHER)
-        ax.plot(curve.x, curve.y, marker=".", color=f"C{i % 10}", ls=LINESTYLES[(i // 10) % len(LINESTYLES)], label=labels[run.job])
-    ax.set_xlabel("training epochs completed (0 = initial weights)")
-    ax.set_ylabel("Fisher information trace tr F (nat$^2$)")
-    ax.set_title("Trace of the Fisher information during training")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=1 + len(with_fisher) // 12)
+    groups = group_runs(with_fisher)
+    fig = Figure(figsize=(14 if cells else 8, 5), layout="constrained")
+    grid = fig.add_gridspec(1, 2 if cells else 1)
+    draw_metrics(fig, grid[0], groups, [mn.FISHER_TRACE], "Fisher information trace during training" if cells else None)
     if cells:
-        right = fig.add_subplot(1, 2, 2)
-        _draw_sensitivity(right, cells)
-        right.set_title("Sensitivity to a deficit window vs its onset")
-    fig.suptitle("Fisher information and critical period (Achille et al. 2019, Fig. 4)")
-    return _save(fig, path)
+        right = fig.add_subplot(grid[1])
+        _draw_sensitivity(right, cells, condition_words(runs))
+        right.set_title("Sensitivity to a deficit window vs its onset", fontsize=10)
+        fig.suptitle("Fisher information and sensitivity to a deficit (cf. Achille et al. 2019, Fig. 4)")
+    else:
+        keys = varying_settings(with_fisher)
+        fig.suptitle(f"Fisher information trace during training{by_words(keys, any(not g.is_baseline for g in groups))}")
+    return fig
 
 
 # -- 4. per-layer share of the Fisher trace ----------------------------------------------------------------
@@ -178,113 +179,156 @@ def layer_shares(run: Run) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """``(x, {layer: share of tr F})`` for one run: the logged ``fisher/share/<layer>``, else the
     per-layer traces ``fisher/trace/<layer>`` divided by ``fisher/trace``."""
     anchors = epoch_anchors(run.metrics)
-    share_keys = keys_with_prefix(run.metrics, "fisher/share/")
+    share_keys = keys_with_prefix(run.metrics, mn.fisher_layer_share(""))
     if share_keys:
-        curves = {k.removeprefix("fisher/share/"): series(run.metrics, k, anchors) for k in share_keys}
+        curves = {k.removeprefix(mn.fisher_layer_share("")): series(run.metrics, k, anchors) for k in share_keys}
     else:
-        total = series(run.metrics, FISHER, anchors)
+        total = series(run.metrics, mn.FISHER_TRACE, anchors)
         curves = {}
-        for key in keys_with_prefix(run.metrics, f"{FISHER}/"):
+        for key in keys_with_prefix(run.metrics, mn.fisher_layer_trace("")):
             layer = series(run.metrics, key, anchors)
-            curves[key.removeprefix(f"{FISHER}/")] = Series(layer.x, layer.y / np.interp(layer.x, total.x, total.y), layer.epoch)
+            curves[key.removeprefix(mn.fisher_layer_trace(""))] = Series(layer.x, layer.y / np.interp(layer.x, total.x, total.y), layer.epoch)
     if not curves:
         return np.empty(0), {}
     x = max((c.x for c in curves.values()), key=len)
     return x, {layer: np.interp(x, c.x, c.y) for layer, c in curves.items() if len(c)}
 
 
-def fisher_share(runs: Sequence[Run], path: Path, max_panels: int = 4) -> Path:
-    """Per-layer share of the Fisher trace against epochs completed (stacked areas), for the
-    baseline runs (up to ``max_panels``), or else the first run with per-layer Fisher data."""
+def mean_shares(group: Group) -> tuple[np.ndarray, dict[str, np.ndarray], int]:
+    """The group's per-layer shares averaged over its runs (on the union of their x): ``(x, shares, n runs)``."""
+    per_run = [layer_shares(r) for r in group.runs]
+    per_run = [(x, s) for x, s in per_run if len(x) >= 2]
+    layers = list(dict.fromkeys(layer for _, s in per_run for layer in s))
+    bands = {layer: mean_over_runs([Series(x, s[layer], np.zeros(len(x), int)) for x, s in per_run if layer in s]) for layer in layers}
+    x = max((b.x for b in bands.values()), key=len)
+    return x, {layer: np.interp(x, b.x, b.mean) for layer, b in bands.items()}, len(per_run)
+
+
+def fisher_share(runs: Sequence[Run], max_panels: int = 4) -> Figure:
+    """Per-layer share of the Fisher trace against epochs completed (stacked areas, mean over
+    seeds), one panel per setting without deficit (up to ``max_panels``), or else the first setting
+    with per-layer Fisher data (its deficit window between dashed lines)."""
     candidates = [r for r in plotted_runs(runs) if len(layer_shares(r)[0]) >= 2]
     if not candidates:
         raise NoData("no completed run logged per-layer Fisher traces (fisher/share/<layer> or fisher/trace/<layer>)")
-    chosen = [r for r in candidates if r.is_baseline][:max_panels]
-    which = "baseline run" + ("s" if len(chosen) > 1 else "") if chosen else "first run with Fisher data; no baseline has any"
-    chosen = chosen or candidates[:1]
-    labels = run_labels(chosen) if len(chosen) > 1 else {chosen[0].job: ",".join(chosen[0].overrides) or chosen[0].job}
-    fig = Figure(figsize=(6.5 * len(chosen), 4.5))
-    for i, run in enumerate(chosen):
-        ax = fig.add_subplot(1, len(chosen), i + 1)
-        x, shares = layer_shares(run)
-        ax.stackplot(x, *shares.values(), labels=list(shares), alpha=0.85)
-        ax.set_ylim(0, 1)
-        ax.set_xlim(x[0], x[-1])
-        ax.set_xlabel("training epochs completed (0 = initial weights)")
-        ax.set_ylabel("share of tr F (fraction)")
-        ax.set_title(labels[run.job], fontsize=9)
-        ax.legend(title="layer", fontsize=7, title_fontsize=7, loc="upper right")
+    groups = group_runs(candidates)
+    chosen = [g for g in groups if g.is_baseline][:max_panels]
+    which = "runs without deficit" if chosen else "no run without deficit has it"
+    chosen = chosen or groups[:1]
+    fig = Figure(figsize=(6.5 * len(chosen), 4.6), layout="constrained")
+    grid = fig.add_gridspec(1, len(chosen))
+    for i, group in enumerate(chosen):
+        x, shares, n = mean_shares(group)
+        axes = epoch_axes(fig, grid[i], [x])
+        for ax in axes.all:
+            ax.stackplot(x, *shares.values(), labels=list(shares) if ax is axes.main else ["_nolegend_"] * len(shares), alpha=0.85)
+            ax.set_ylim(0, 1)
+        for edge in group.window or ():  # shading would vanish on the stacked areas: dashed edges instead
+            for ax in axes.all:
+                ax.axvline(edge, color="black", ls="--", lw=1, label="_nolegend_")
+        axes.left.set_ylabel("share of tr F (fraction)")
+        axes.main.set_title(f"{group.label} ({runs_count(n)})", fontsize=9)
+        axes.main.legend(title="layer", fontsize=7, title_fontsize=7, loc="upper right")
     fig.suptitle(f"Per-layer share of the Fisher information trace ({which})")
-    return _save(fig, path)
+    return fig
 
 
-# -- 5. break-even metrics by learning rate / batch size (Jastrzebski et al.) ---------------------------
+# -- 5. break-even metrics by learning rate / batch size (Jastrzebski et al. 2020) ----------------------
 
 
-BREAK_EVEN_AXES = {
-    "break_even/lambda_k1": r"$\lambda_K^1$, top eigenvalue of the gradient covariance K (nat$^2$)",
-    "curvature/lambda_h1": r"$\lambda_H^1$, top eigenvalue of the loss Hessian (nat)",
-    "break_even/trace_k": r"tr K, total gradient variance (nat$^2$)",
-    "break_even/cond_k": r"$\lambda_K^*/\lambda_K^1$ (ratio)",
-}
+BREAK_EVEN_KEYS = (mn.LAMBDA_H1, mn.LAMBDA_K1, mn.TRACE_K, mn.COND_K, mn.TRACE_K_RATIO)
 
 
-def setting_label(run: Run, varied: Sequence[str]) -> str:
-    return ",".join(f"{name}={getattr(run, name)}" for name in varied) or "all runs"
+def _two_over_lr(axes: EpochAxes, groups: Sequence[Group]) -> None:
+    """Dashed horizontals at 2/lr per learning rate (the stability edge of full-batch gradient
+    descent: lambda_H^1 of SGD settles at or below it). A line far above the data (more than 3x its
+    top) is left off the axis and its legend entry says so."""
+    lrs: dict[float, str] = {}
+    for group in groups:
+        for run in group.runs:
+            if run.lr:
+                lrs.setdefault(run.lr, group.colour if len({r.lr for g in groups for r in g.runs}) > 1 else "black")
+    if not lrs:
+        return
+    bottom, bands_top = axes.left.get_ylim()  # autoscaled to the data, before the lines are added
+    levels = {lr: 2.0 / lr for lr in lrs}
+    shown = [v for v in levels.values() if v <= 3 * bands_top] if bands_top > 0 else []
+    top = max([bands_top, *(1.08 * v for v in shown)])
+    for lr, level in sorted(levels.items()):
+        label = f"2/lr = {level:.3g} (learning rate {value_words(lr)})"
+        if level > top:
+            label += ", above the axis"
+        for ax in axes.all:
+            ax.axhline(level, color=lrs[lr], ls="--", lw=1, label=label if ax is axes.main else "_nolegend_")
+    axes.left.set_ylim(bottom, top)
+    legend = axes.main.get_legend()
+    axes.main.legend(fontsize=7, title=legend.get_title().get_text() if legend else None, title_fontsize=7)
 
 
-def break_even(runs: Sequence[Run], path: Path) -> Path:
-    """``lambda_K^1``, ``lambda_H^1`` (and ``tr K``, ``lambda_K^*/lambda_K^1`` when logged) against
-    epochs completed, one line per learning rate or batch size (whichever varies): mean over seeds,
-    band = min-max; dotted verticals at the end of the epoch in which each setting's runs first
-    reach the common training accuracy (see ``break_even``)."""
-    candidates = be.break_even_runs(runs)
+def break_even(runs: Sequence[Run], threshold: float = BREAK_EVEN_THRESHOLD) -> Figure:
+    """``lambda_H^1``, ``lambda_K^1``, ``tr K``, ``lambda_K^*/lambda_K^1`` and ``tr K/lambda_K^1``
+    (those logged) and the training accuracy against epochs completed, one line per setting (learning
+    rate, batch size, ...): mean over seeds, band = min-max. Dotted verticals: the end of the first
+    epoch in which each run's training accuracy reaches ``threshold`` (a diagnostic as in the paper,
+    not a cut-off); dashed horizontals on the lambda_H^1 panel: 2/lr per learning rate."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold={threshold}: the training accuracy of the vertical line must be a fraction in (0, 1]")
+    candidates = [r for r in plotted_runs(runs) if any(r.has(k) for k in BREAK_EVEN_KEYS)]
     if not candidates:
         raise NoData("no completed run logged break-even metrics (train with probes=break_even or probes=full)")
-    keys = [k for k in be.PEAK_METRICS if any(r.has(k) for r in candidates)]
-    varied = be.varying(candidates)
-    peaks = {p.run.job: p for p in be.compare(candidates)}
-    threshold = next(iter(peaks.values())).threshold
-    groups: dict[str, list[Run]] = defaultdict(list)
-    for run in sorted(candidates, key=lambda r: tuple(-1 if getattr(r, n) is None else getattr(r, n) for n in varied)):
-        groups[setting_label(run, varied)].append(run)
-
+    keys = [k for k in BREAK_EVEN_KEYS if any(r.has(k) for r in candidates)]
+    if any(r.has(mn.TRAIN_ACC) for r in candidates):
+        keys.append(mn.TRAIN_ACC)
+    groups = group_runs(candidates)
+    crossings = {
+        g.label: sorted({first_reaching(series(r.metrics, mn.TRAIN_ACC), threshold) for r in g.runs} - {None})
+        for g in groups
+    }
+    early = has_early_probes(series(r.metrics, k).x for r in candidates for k in keys)  # aligned panels
     columns = 2 if len(keys) > 1 else 1
     rows = (len(keys) + columns - 1) // columns
-    fig = Figure(figsize=(6.5 * columns, 4.2 * rows))
+    fig = Figure(figsize=(7 * columns, 4.2 * rows), layout="constrained")
+    grid = fig.add_gridspec(rows, columns)
     for i, key in enumerate(keys):
-        ax = fig.add_subplot(rows, columns, i + 1)
-        for j, (label, group) in enumerate(groups.items()):
-            band = mean_over_runs([series(r.metrics, key) for r in group if r.has(key)])
-            if not len(band.x):
-                continue
-            ax.plot(band.x, band.mean, marker=".", color=f"C{j % 10}", label=f"{label} (mean of {_runs(band.n)})")
-            if band.n.max() > 1:
-                ax.fill_between(band.x, band.low, band.high, color=f"C{j % 10}", alpha=0.2)
-            for cutoff in sorted({peaks[r.job].cutoff_epoch for r in group} - {None}):
-                ax.axvline(cutoff + 1, color=f"C{j % 10}", ls=":", lw=1)
-        ax.set_xlabel("training epochs completed (0 = initial weights)")
-        ax.set_ylabel(BREAK_EVEN_AXES[key], fontsize=8)
-        ax.set_title(key, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title=SPREAD if any(len(g) > 1 for g in groups.values()) else None, title_fontsize=7)
-    reached = f"{100 * threshold:.1f}%" if threshold is not None else "n/a"
+        scale = 100.0 if key == mn.TRAIN_ACC else 1.0
+        axes = draw_metrics(fig, grid[i // columns, i % columns], groups, [key], metric_label(key), scale=scale, early=early)
+        for group in groups:
+            for x in crossings[group.label]:
+                for ax in axes.all:
+                    ax.axvline(x, color=group.colour, ls=":", lw=1.2)
+        if key == mn.TRAIN_ACC:
+            axes.left.set_ylabel("training accuracy (%)", fontsize=9)
+            for ax in axes.all:
+                ax.axhline(100 * threshold, color="grey", ls="-.", lw=1,
+                           label=f"threshold {value_words(100 * threshold)}%" if ax is axes.main else "_nolegend_")
+            never = [g.label for g in groups if len(crossings[g.label]) < len(g.runs)]
+            if never:
+                axes.main.text(0.01, 0.01, "never reach it: " + "; ".join(never), transform=axes.main.transAxes, fontsize=7)
+            axes.main.legend(fontsize=7)
+        if key == mn.LAMBDA_H1:
+            _two_over_lr(axes, groups)
+    varied = varying_settings(candidates)
     fig.suptitle(
-        f"Break-even metrics by {' and '.join(varied) or 'run'} (Jastrzebski et al. 2020); "
-        f"dotted: end of the epoch a run first reaches the common train accuracy {reached}",
-        fontsize=10,
+        f"Break-even point: curvature and gradient noise{by_words(varied, any(not g.is_baseline for g in groups))} "
+        f"(cf. Jastrzebski et al. 2020, Figs. 1-2)\n"
+        f"dotted: end of the first epoch with training accuracy $\\geq$ {value_words(100 * threshold)}% (per run)",
+        fontsize=11,
     )
-    fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-FIGURES: dict[str, Callable[[Sequence[Run], Path], Path]] = {
+FIGURES: dict[str, Callable[[Sequence[Run]], Figure]] = {
     "error_vs_removal.png": error_vs_removal,
     "sensitivity_vs_onset.png": sensitivity_vs_onset,
     "fisher_trace.png": fisher_trace,
     "fisher_share.png": fisher_share,
     "break_even.png": break_even,
+    **probe_figures.FIGURES,
 }
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    return save(fig, path)
 
 
 def draw_all(runs: Sequence[Run], out_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
@@ -294,7 +338,7 @@ def draw_all(runs: Sequence[Run], out_dir: Path) -> tuple[dict[str, Path], dict[
     drawn, skipped = {}, {}
     for name, draw in FIGURES.items():
         try:
-            drawn[name] = draw(runs, out_dir / name)
+            drawn[name] = _save(draw(runs), out_dir / name)
         except NoData as reason:
             skipped[name] = str(reason)
             (out_dir / name).unlink(missing_ok=True)

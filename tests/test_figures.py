@@ -124,7 +124,7 @@ def real_sweep(tmp_path_factory) -> list[Run]:
     probes; blur windows at onsets 0 and 1 (lr 0.05, Fisher probe): every paper figure has data."""
     root = tmp_path_factory.mktemp("sweep")
     for lr in (0.05, 0.2):
-        run_job(root, f"optim.lr={lr}", ["probes=full", "probes.probe_size=64", "probes.early_steps=4",
+        run_job(root, f"optim.lr={lr}", ["probes=full", "probes.probe_size=64", "probes.covariance.batches=4", "probes.early_steps=4",
                                          "probes.early_until_step=10", f"optim.lr={lr}", "deficit.length=0",
                                          "schedule.epochs_after_deficit=2"])
     for onset in (0, 1):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from critical_periods.data.datamodule import DEFICIT_VIEW
+from critical_periods.metric_names import VAL_DEFICIT_ACC
 from critical_periods.schedule import LrFactor
 
 
@@ -43,6 +43,11 @@ class ClassifierModule(pl.LightningModule):
     def _deficit_active(self) -> bool:
         datamodule = self.trainer.datamodule
         return bool(getattr(datamodule, "deficit_active", False))
+
+    def _is_deficit_view(self, dataloader_idx: int) -> bool:
+        # The data module knows which loader is which; it only yields that one while the deficit is on.
+        is_view = getattr(self.trainer.datamodule, "is_deficit_view", None)
+        return bool(is_view is not None and is_view(dataloader_idx))
 
     def on_train_epoch_start(self) -> None:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
@@ -78,10 +83,9 @@ class ClassifierModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
         logits = self.model(x)
-        if dataloader_idx == DEFICIT_VIEW:
-            if self._deficit_active():
-                self.val_deficit_acc(logits, y)
-                self.log("val_deficit/acc", self.val_deficit_acc, add_dataloader_idx=False)
+        if self._is_deficit_view(dataloader_idx):
+            self.val_deficit_acc(logits, y)
+            self.log(VAL_DEFICIT_ACC, self.val_deficit_acc, add_dataloader_idx=False)
             return
         self.val_acc(logits, y)
         self.log("val/loss", F.cross_entropy(logits, y), add_dataloader_idx=False)

@@ -12,7 +12,8 @@ from critical_periods.data.augment import batch_generator, crop_flip
 from critical_periods.data.batches import TensorBatches
 from critical_periods.data.deficits import Deficit, NoDeficit
 
-# Validation loaders: index 0 is the clean view, index 1 the same examples through the deficit.
+# Validation loaders: index 0 is the clean view, index 1 the same examples through the deficit
+# (only when there is a deficit). Callers ask is_deficit_view rather than compare indices.
 CLEAN, DEFICIT_VIEW = 0, 1
 
 
@@ -126,7 +127,10 @@ class DeficitDataModule(pl.LightningDataModule):
         clean = TensorBatches(self.x_val, self.y_val, self.eval_batch_size)
         if isinstance(self.deficit, NoDeficit):
             return [clean]
-        return [clean, TensorBatches(self.x_val, self.y_val, self.eval_batch_size)]
+        # Outside the window the deficit view is the clean view again: yield nothing rather than
+        # pay a forward pass over the validation set that nobody logs.
+        view = TensorBatches(self.x_val, self.y_val, self.eval_batch_size, only_while=lambda: self.deficit_active)
+        return [clean, view]
 
     def test_dataloader(self) -> TensorBatches:
         return TensorBatches(self.x_test, self.y_test, self.eval_batch_size)
@@ -135,6 +139,10 @@ class DeficitDataModule(pl.LightningDataModule):
     @property
     def deficit_active(self) -> bool:
         return self.trainer is not None and self.deficit.active(self.trainer.current_epoch)
+
+    def is_deficit_view(self, dataloader_idx: int) -> bool:
+        """Whether validation loader ``dataloader_idx`` is the validation set through the deficit."""
+        return dataloader_idx == DEFICIT_VIEW and not isinstance(self.deficit, NoDeficit)
 
     def _augmented(self, batch, epoch: int):
         if epoch != self._augment_epoch:  # the first batch of an epoch
@@ -155,7 +163,7 @@ class DeficitDataModule(pl.LightningDataModule):
                 batch = self._augmented(batch, trainer.current_epoch)
             return self.deficit.transform(*batch) if self.deficit_active else batch
         in_validation = trainer.validating or trainer.sanity_checking
-        if in_validation and dataloader_idx == DEFICIT_VIEW and self.deficit_active:
+        if in_validation and self.is_deficit_view(dataloader_idx) and self.deficit_active:
             return self.deficit.transform(*batch)
         return batch
 

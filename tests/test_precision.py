@@ -1,6 +1,7 @@
 """The probes compute in float32 whatever the training precision (bf16-mixed on the CPU here; 16-mixed
 needs a GPU and is not run)."""
 
+import hydra
 import pytest
 import torch
 
@@ -10,8 +11,6 @@ from critical_periods.probes import FisherOptions, HessianOperator, HessianOptio
 from critical_periods.probes.context import full_precision, probe_mode
 from critical_periods.records import read_metrics
 from critical_periods.train import build_datamodule, train
-
-import hydra
 
 
 def probe_all(model, x, y):

@@ -7,6 +7,8 @@ from critical_periods.data.batches import TensorBatches
 from critical_periods.data.datamodule import DeficitDataModule, stratified_pick
 from critical_periods.data.deficits import VerticalFlip
 from critical_periods.data.synthetic import load_synthetic
+from critical_periods.metric_names import EPOCH, VAL_ACC, VAL_DEFICIT_ACC
+from critical_periods.records import RunRecordLogger, read_metrics
 from critical_periods.models.mlp import MLP
 from critical_periods.module import ClassifierModule
 from critical_periods.schedule import LrFactor
@@ -38,21 +40,57 @@ class BatchKinds(pl.Callback):
         self.seen.setdefault((f"val{dataloader_idx}", trainer.current_epoch), set()).add(self._kind(batch[0]))
 
 
-def test_deficit_is_applied_from_onset_up_to_but_not_at_onset_plus_length():
-    datamodule = DeficitDataModule(small_source, VerticalFlip(onset=1, length=2), batch_size=32, seed=0)
+class BatchCount(pl.Callback):
+    """Validation batches per (epoch, loader), counted where the model would see them."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        key = (trainer.current_epoch, dataloader_idx)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+def fit_with_flip_window(tmp_path, *callbacks, epochs=4, onset=1, length=2, val_batch=32):
+    datamodule = DeficitDataModule(small_source, VerticalFlip(onset=onset, length=length), batch_size=32,
+                                   eval_batch_size=val_batch, seed=0)
     datamodule.setup("fit")
     module = ClassifierModule(MLP(datamodule.input_shape, 3, widths=[8]), 3, lambda p: torch.optim.SGD(p, lr=0.1), LrFactor())
-    kinds = BatchKinds(datamodule)
-    trainer = pl.Trainer(max_epochs=4, accelerator="cpu", logger=False, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=[kinds])
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=RunRecordLogger(tmp_path), enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=1,
+                         callbacks=list(callbacks))
     trainer.fit(module, datamodule=datamodule)
+    return datamodule, module, trainer
+
+
+def test_deficit_is_applied_from_onset_up_to_but_not_at_onset_plus_length(tmp_path):
+    datamodule = DeficitDataModule(small_source, seed=0)
+    datamodule.setup()
+    kinds = BatchKinds(datamodule)
+    _, module, trainer = fit_with_flip_window(tmp_path, kinds)
     expected = {0: "clean", 1: "flipped", 2: "flipped", 3: "clean"}
     for epoch, kind in expected.items():
         assert kinds.seen[("train", epoch)] == {kind}, epoch
         assert kinds.seen[("val0", epoch)] == {"clean"}, epoch  # validation proper is always clean
-        assert kinds.seen[("val1", epoch)] == {kind}, epoch  # the deficit view follows the window
+        if kind == "flipped":
+            assert kinds.seen[("val1", epoch)] == {"flipped"}, epoch  # the deficit view, inside the window
+        else:
+            assert ("val1", epoch) not in kinds.seen, epoch  # and nothing outside it
     trainer.test(module, datamodule=datamodule, verbose=False)
     assert "test/acc" in trainer.callback_metrics
+
+
+def test_deficit_view_is_iterated_and_logged_only_inside_the_window(tmp_path):
+    count = BatchCount()
+    datamodule, _, _ = fit_with_flip_window(tmp_path, count, epochs=5, onset=1, length=2, val_batch=8)
+    per_pass = -(-len(datamodule.x_val) // 8)
+    assert per_pass > 1
+    assert {epoch: count.counts.get((epoch, 0), 0) for epoch in range(5)} == {e: per_pass for e in range(5)}
+    assert {epoch: count.counts.get((epoch, 1), 0) for epoch in range(5)} == {0: 0, 1: per_pass, 2: per_pass, 3: 0, 4: 0}
+    rows = read_metrics(tmp_path)
+    logged = lambda name: sorted(r[EPOCH] for r in rows if name in r)  # noqa: E731
+    assert logged(VAL_ACC) == [0, 1, 2, 3, 4]
+    assert logged(VAL_DEFICIT_ACC) == [1, 2]
 
 
 def test_splits_are_seeded_disjoint_and_normalised_with_train_statistics():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from critical_periods.data.datamodule import DEFICIT_VIEW
+from critical_periods.metric_names import VAL_DEFICIT_ACC
 from critical_periods.schedule import LrFactor
 
 
@@ -20,6 +20,10 @@ class ClassifierModule(pl.LightningModule):
     Logged names, per epoch: ``train/loss``, ``train/acc`` (on the batches as trained, deficit included), ``val/loss``, ``val/acc`` (clean data),
     ``val_deficit/acc`` (the validation set through the deficit, while it is active),
     ``test/loss``, ``test/acc``, ``lr`` and ``deficit/active``. Evaluation accuracy uses torchmetrics.
+
+    ``compiled_forward``: what training and evaluation call instead of ``model`` (e.g. the
+    ``torch.compile``d forward from :func:`critical_periods.models.performance.prepare_model`); a
+    plain function, so ``self.model`` stays the one module the probes and checkpoints see.
     """
 
     def __init__(
@@ -28,9 +32,15 @@ class ClassifierModule(pl.LightningModule):
         num_classes: int,
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_factor: LrFactor,
+        compiled_forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
+        if compiled_forward is model:  # prepare_model's answer when nothing is compiled
+            compiled_forward = None
+        if isinstance(compiled_forward, nn.Module):  # it would be registered, and saved, twice
+            raise TypeError("compiled_forward must be a function (e.g. torch.compile(model.forward)), not a module")
         self.model = model
+        self.compiled_forward = compiled_forward
         self.optimizer_factory = optimizer
         self.lr_factor = lr_factor
         self.diverged = False
@@ -38,11 +48,16 @@ class ClassifierModule(pl.LightningModule):
         self.val_acc, self.val_deficit_acc, self.test_acc = metric(), metric(), metric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.compiled_forward(x) if self.compiled_forward is not None else self.model(x)
 
     def _deficit_active(self) -> bool:
         datamodule = self.trainer.datamodule
         return bool(getattr(datamodule, "deficit_active", False))
+
+    def _is_deficit_view(self, dataloader_idx: int) -> bool:
+        # The data module knows which loader is which; it only yields that one while the deficit is on.
+        is_view = getattr(self.trainer.datamodule, "is_deficit_view", None)
+        return bool(is_view is not None and is_view(dataloader_idx))
 
     def on_train_epoch_start(self) -> None:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
@@ -53,7 +68,7 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits = self.model(x)
+        logits = self(x)
         loss = F.cross_entropy(logits, y)
         # Accumulate on the device and log once per epoch: a self.log or a torchmetrics update per
         # step costs more than the step itself on small models (benchmarks/pipeline.py), and
@@ -77,11 +92,10 @@ class ClassifierModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
-        logits = self.model(x)
-        if dataloader_idx == DEFICIT_VIEW:
-            if self._deficit_active():
-                self.val_deficit_acc(logits, y)
-                self.log("val_deficit/acc", self.val_deficit_acc, add_dataloader_idx=False)
+        logits = self(x)
+        if self._is_deficit_view(dataloader_idx):
+            self.val_deficit_acc(logits, y)
+            self.log(VAL_DEFICIT_ACC, self.val_deficit_acc, add_dataloader_idx=False)
             return
         self.val_acc(logits, y)
         self.log("val/loss", F.cross_entropy(logits, y), add_dataloader_idx=False)
@@ -89,7 +103,7 @@ class ClassifierModule(pl.LightningModule):
 
     def test_step(self, batch, batch_idx):
         x, y = batch
-        logits = self.model(x)
+        logits = self(x)
         self.test_acc(logits, y)
         self.log("test/loss", F.cross_entropy(logits, y))
         self.log("test/acc", self.test_acc)

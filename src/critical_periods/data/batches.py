@@ -6,7 +6,7 @@ data sets used here that costs more than the training step itself (see benchmark
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -36,7 +36,11 @@ class EpochPermutation:
 
 
 class TensorBatches:
-    """Iterate ``(x, y)`` batches of in-memory tensors, optionally shuffled per epoch."""
+    """Iterate ``(x, y)`` batches of in-memory tensors, optionally shuffled per epoch.
+
+    ``only_while``: a predicate asked at the start of each pass; while it is false the pass yields no
+    batch at all (``len`` still counts the full pass, which is what Lightning sizes its loops by).
+    """
 
     def __init__(
         self,
@@ -46,12 +50,14 @@ class TensorBatches:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
+        only_while: Callable[[], bool] | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.drop_last = drop_last
+        self.only_while = only_while
         self.sampler = EpochPermutation(len(x), seed, shuffle)
         self.batch_sampler = None  # Lightning inspects both, as on a DataLoader
 
@@ -60,6 +66,8 @@ class TensorBatches:
         return full if self.drop_last or rest == 0 else full + 1
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.only_while is not None and not self.only_while():
+            return
         order = self.sampler.order()
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]

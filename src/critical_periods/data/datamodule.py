@@ -8,10 +8,12 @@ import pytorch_lightning as pl
 import torch
 
 from critical_periods.data.arrays import DataArrays
+from critical_periods.data.augment import batch_generator, crop_flip
 from critical_periods.data.batches import TensorBatches
 from critical_periods.data.deficits import Deficit, NoDeficit
 
-# Validation loaders: index 0 is the clean view, index 1 the same examples through the deficit.
+# Validation loaders: index 0 is the clean view, index 1 the same examples through the deficit
+# (only when there is a deficit). Callers ask is_deficit_view rather than compare indices.
 CLEAN, DEFICIT_VIEW = 0, 1
 
 
@@ -48,7 +50,10 @@ class DeficitDataModule(pl.LightningDataModule):
         val_fraction: share of the training data held out for validation (seeded).
         test_fraction: share held out for testing when the data set has no official test set.
         eval_batch_size: batch size for validation and test (no gradients, so larger).
-        seed: split seed (the run's seed); the shuffling order derives from it too.
+        seed: split seed (the run's seed); the shuffling order and the augmentation draws derive from it too.
+        augment: random crops (4-pixel zero padding of the normalised image) and left-right flips of
+            training batches, on the device, before the deficit (:mod:`critical_periods.data.augment`).
+            Images only. Evaluation and the probe set stay clean.
     """
 
     def __init__(
@@ -60,8 +65,11 @@ class DeficitDataModule(pl.LightningDataModule):
         test_fraction: float = 0.2,
         eval_batch_size: int = 1024,
         seed: int = 0,
+        augment: bool = False,
     ) -> None:
         super().__init__()
+        if not isinstance(augment, bool):
+            raise ValueError(f"data.augment={augment!r} is not allowed: it must be true or false")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"data.batch_size={batch_size!r} is not allowed: it must be a whole number >= 1")
         for key, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
@@ -74,6 +82,9 @@ class DeficitDataModule(pl.LightningDataModule):
         self.test_fraction = test_fraction
         self.eval_batch_size = eval_batch_size
         self.seed = seed
+        self.augment = augment
+        # (epoch, index) of the next training batch to augment: the draws depend on both.
+        self._augment_epoch, self._augment_index = -1, 0
         self._ready = False
 
     def setup(self, stage: str | None = None) -> None:
@@ -100,6 +111,11 @@ class DeficitDataModule(pl.LightningDataModule):
         self.x_test, self.y_test = normalise(x_test), y_test
         self.num_classes = arrays.num_classes
         self.input_shape = tuple(self.x_train.shape[1:])
+        if self.augment and len(self.input_shape) != 3:
+            raise ValueError(
+                f"data.augment=true is not allowed for inputs of shape {self.input_shape}: random crops and "
+                f"flips need images (C, H, W); set data.augment=false"
+            )
         self.deficit.bind(self.input_shape, self.num_classes)
         self._ready = True
 
@@ -111,7 +127,10 @@ class DeficitDataModule(pl.LightningDataModule):
         clean = TensorBatches(self.x_val, self.y_val, self.eval_batch_size)
         if isinstance(self.deficit, NoDeficit):
             return [clean]
-        return [clean, TensorBatches(self.x_val, self.y_val, self.eval_batch_size)]
+        # Outside the window the deficit view is the clean view again: yield nothing rather than
+        # pay a forward pass over the validation set that nobody logs.
+        view = TensorBatches(self.x_val, self.y_val, self.eval_batch_size, only_while=lambda: self.deficit_active)
+        return [clean, view]
 
     def test_dataloader(self) -> TensorBatches:
         return TensorBatches(self.x_test, self.y_test, self.eval_batch_size)
@@ -121,13 +140,30 @@ class DeficitDataModule(pl.LightningDataModule):
     def deficit_active(self) -> bool:
         return self.trainer is not None and self.deficit.active(self.trainer.current_epoch)
 
+    def is_deficit_view(self, dataloader_idx: int) -> bool:
+        """Whether validation loader ``dataloader_idx`` is the validation set through the deficit."""
+        return dataloader_idx == DEFICIT_VIEW and not isinstance(self.deficit, NoDeficit)
+
+    def _augmented(self, batch, epoch: int):
+        if epoch != self._augment_epoch:  # the first batch of an epoch
+            self._augment_epoch, self._augment_index = epoch, 0
+        generator = batch_generator(self.seed, epoch, self._augment_index)
+        self._augment_index += 1
+        x, y = batch
+        return crop_flip(x, generator), y
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        # Runs on the device, after the transfer. Evaluation stays clean except the deficit view.
+        # Runs on the device, after the transfer: augmentation, then the deficit, on training
+        # batches. Evaluation stays clean except the deficit view.
         trainer = self.trainer
-        if trainer is None or not self.deficit_active:
+        if trainer is None:
             return batch
+        if trainer.training:
+            if self.augment:
+                batch = self._augmented(batch, trainer.current_epoch)
+            return self.deficit.transform(*batch) if self.deficit_active else batch
         in_validation = trainer.validating or trainer.sanity_checking
-        if trainer.training or (in_validation and dataloader_idx == DEFICIT_VIEW):
+        if in_validation and self.is_deficit_view(dataloader_idx) and self.deficit_active:
             return self.deficit.transform(*batch)
         return batch
 

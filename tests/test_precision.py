@@ -72,6 +72,6 @@ def test_bf16_mixed_run_logs_the_float32_fisher_trace(make_cfg, tmp_path):
     model.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
     assert all(p.dtype == torch.float32 for p in model.parameters())
     x, y = datamodule.probe_set(cfg.probes.probe_size, cfg.probes.seed)
-    expected = compute_probes(model, x, y, fisher=FisherOptions(exact=True), chunk_size=cfg.probes.chunk_size)
+    expected = compute_probes(model, x, y, fisher=FisherOptions(exact=True), chunk_size=cfg.probes.chunk_size).metrics
     assert last[FISHER_TRACE] == pytest.approx(expected[FISHER_TRACE], rel=1e-5)
     assert LAMBDA_H1 not in last  # probes=fisher only

@@ -26,7 +26,7 @@ from critical_periods.data.datamodule import DeficitDataModule
 from critical_periods.probes import CovarianceOptions, FisherOptions, HessianOptions, StiffnessOptions
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-STEPS_PER_EPOCH = 6  # 120 examples - 20% test - 10% val = 86 training examples, batches of 16
+STEPS_PER_EPOCH = 5  # 120 examples - 20% test - 10% val = 86 training examples: 5 full batches of 16 (remainder dropped)
 EPOCHS = 3
 
 # The tiny module has no validation_step and short epochs; Lightning's notices about that are noise here.
@@ -106,7 +106,7 @@ def full_callback(**overrides) -> ProbeCallback:
         seed=5, probe_size=30, chunk_size=7, fisher=FisherOptions(samples=2),
         covariance=CovarianceOptions(batch_size=8, batches=4, per_example=True),
         hessian=HessianOptions(top_k=2, trace_samples=2), stiffness=StiffnessOptions(), delta_loss=True,
-        early_steps=3, early_until_step=STEPS_PER_EPOCH,  # steps 1, 2, 6: step 6 is also an epoch end
+        early_steps=3, early_until_step=STEPS_PER_EPOCH,  # steps 1, 2, 5: step 5 is also an epoch end
     )
     return ProbeCallback(**{**options, **overrides})
 
@@ -120,7 +120,7 @@ def test_metrics_logged_with_their_steps_and_epochs(tmp_path):
     probes = [(step, m) for step, m in logger.records if "probe/seconds" in m]
     delta = [(step, m) for step, m in logger.records if "break_even/delta_loss" in m]
 
-    # at start, early steps 1 and 2, then each epoch end (step 6 once, although two schedules hit it)
+    # at start, early steps 1 and 2, then each epoch end (step 5 once, although two schedules hit it)
     epoch_ends = [STEPS_PER_EPOCH * (e + 1) for e in range(EPOCHS)]
     assert [step for step, _ in probes] == [0, 1, 2, *epoch_ends]
     assert [m["epoch"] for _, m in probes] == [0, 0, 0, *range(EPOCHS)]

@@ -116,12 +116,20 @@ class DeficitDataModule(pl.LightningDataModule):
                 f"data.augment=true is not allowed for inputs of shape {self.input_shape}: random crops and "
                 f"flips need images (C, H, W); set data.augment=false"
             )
+        if len(self.x_train) < self.batch_size:
+            raise ValueError(
+                f"data.batch_size={self.batch_size} is not allowed: the training split has only "
+                f"{len(self.x_train)} examples; lower it"
+            )
         self.deficit.bind(self.input_shape, self.num_classes)
         self._ready = True
 
     # -- loaders -------------------------------------------------------------------------------
     def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(self.x_train, self.y_train, self.batch_size, shuffle=True, seed=self.seed)
+        # Every step sees batch_size examples (the remainder of each shuffled epoch is left out): the
+        # break-even point depends on the batch size, and a small remainder batch would be the step
+        # just before every epoch-end probe (a 16-example step on mnist1d at batch 128).
+        return TensorBatches(self.x_train, self.y_train, self.batch_size, shuffle=True, drop_last=True, seed=self.seed)
 
     def val_dataloader(self) -> list[TensorBatches]:
         clean = TensorBatches(self.x_val, self.y_val, self.eval_batch_size)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from critical_periods.probes.context import full_precision
 from critical_periods.probes.covariance import (
     CovarianceOptions,
     minibatch_covariance_metrics,
@@ -49,34 +50,36 @@ def compute_probes(
     ``.grad`` and the global RNG are untouched; randomness comes from ``generator`` only.
     Fisher, the per-example covariance and stiffness share one pass of per-example gradients.
     """
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    results = ProbeResults()
-    metrics = results.metrics
-    need_gram = stiffness is not None or (covariance is not None and covariance.per_example)
-    if fisher is not None or need_gram:
-        gradients = collect_probe_gradients(
-            model, inputs, labels, fisher=fisher, gram=need_gram, chunk_size=chunk_size, generator=generator
-        )
-        if fisher is not None:
-            metrics.update(fisher_metrics(gradients.fisher_squared_norms))
-        if covariance is not None and covariance.per_example:
-            metrics.update(per_example_covariance_metrics(gradients.gram))
-        if stiffness is not None:
-            averages, results.stiffness_matrix = stiffness_from_gram(gradients.gram, labels, gradients.num_classes)
-            metrics.update(averages)
-    if covariance is not None:
-        if covariance_batches is None:
-            raise ValueError("the gradient covariance needs its mini-batches (covariance_batches)")
-        batch_inputs, batch_labels = covariance_batches
-        expected = covariance.batches * covariance.batch_size
-        if batch_inputs.shape[0] != expected:
-            raise ValueError(
-                f"covariance_batches holds {batch_inputs.shape[0]} examples; probes.covariance asks for "
-                f"batches x batch_size = {covariance.batches} x {covariance.batch_size} = {expected}"
+    # Autocast off for the whole call: Lanczos vectors and Gram products too, not only the passes.
+    with full_precision(model):
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        results = ProbeResults()
+        metrics = results.metrics
+        need_gram = stiffness is not None or (covariance is not None and covariance.per_example)
+        if fisher is not None or need_gram:
+            gradients = collect_probe_gradients(
+                model, inputs, labels, fisher=fisher, gram=need_gram, chunk_size=chunk_size, generator=generator
             )
-        metrics.update(minibatch_covariance_metrics(model, batch_inputs, batch_labels, covariance, chunk_size))
-    if hessian is not None:
-        metrics.update(
-            hessian_metrics(model, inputs, labels, hessian, chunk_size=chunk_size, generator=generator)
-        )
+            if fisher is not None:
+                metrics.update(fisher_metrics(gradients.fisher_squared_norms))
+            if covariance is not None and covariance.per_example:
+                metrics.update(per_example_covariance_metrics(gradients.gram))
+            if stiffness is not None:
+                averages, results.stiffness_matrix = stiffness_from_gram(gradients.gram, labels, gradients.num_classes)
+                metrics.update(averages)
+        if covariance is not None:
+            if covariance_batches is None:
+                raise ValueError("the gradient covariance needs its mini-batches (covariance_batches)")
+            batch_inputs, batch_labels = covariance_batches
+            expected = covariance.batches * covariance.batch_size
+            if batch_inputs.shape[0] != expected:
+                raise ValueError(
+                    f"covariance_batches holds {batch_inputs.shape[0]} examples; probes.covariance asks for "
+                    f"batches x batch_size = {covariance.batches} x {covariance.batch_size} = {expected}"
+                )
+            metrics.update(minibatch_covariance_metrics(model, batch_inputs, batch_labels, covariance, chunk_size))
+        if hessian is not None:
+            metrics.update(
+                hessian_metrics(model, inputs, labels, hessian, chunk_size=chunk_size, generator=generator)
+            )
     return results

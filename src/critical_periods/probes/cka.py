@@ -54,8 +54,8 @@ def linear_cka(x: Tensor, y: Tensor, *, debiased: bool = True) -> Tensor:
     n = x.shape[0]
     if n < (4 if debiased else 2):
         raise ValueError(f"linear_cka needs at least {4 if debiased else 2} examples (debiased={debiased}), got {n}")
-    x = (x - x.mean(0)).double()
-    y = (y - y.mean(0)).double()
+    x, y = x.double(), y.double()  # before centring: stored representations are float16
+    x, y = x - x.mean(0), y - y.mean(0)
     p, q = x.shape[1], y.shape[1]
     if n * (p + q) < p * q + p * p + q * q:
         xy, xx, yy = _example_space(x, y, debiased)

@@ -1,0 +1,120 @@
+"""The representation probes the callback schedules (CKA vs the initial weights, frequency principle),
+and the offline comparisons of saved representations (deficit run vs clean run, layer x layer).
+
+One forward pass on the probe set gives every parametrised layer's output and the logits; from them:
+
+* ``cka/<layer>/vs_init``: debiased linear CKA (:mod:`critical_periods.probes.cka`) of the layer's
+  output now vs at the initial weights, 1 at step 0. Costs one N x features copy per layer kept in
+  memory for the whole run (the initial representations, also saved as ``epoch_0000.npz`` so a
+  resumed run can reload them).
+* ``frequency/error_low``, ``frequency/error_high``: :mod:`critical_periods.probes.frequency` on the
+  probe inputs, one-hot labels and softmax outputs. O(N^2) memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from critical_periods.metric_names import cka_vs_init
+from critical_periods.probes.cka import layerwise_cka, linear_cka
+from critical_periods.probes.frequency import frequency_metrics
+from critical_periods.probes.representations import (
+    forward_with_representations,
+    load_probe_digest,
+    load_representations,
+)
+
+_KEY = "probes.representation"
+
+
+@dataclass(frozen=True)
+class RepresentationOptions:
+    """What the representation probes compute (config: ``probes.representation``).
+
+    Args:
+        cka: log ``cka/<layer>/vs_init`` (needs the initial representations, see the module docstring).
+        frequency: log ``frequency/error_low`` and ``frequency/error_high``.
+        delta: the frequency filter's Gaussian width in input space; ``None``: 0.3 x the median
+            pairwise distance of the probe inputs (:func:`critical_periods.probes.frequency.default_delta`).
+        save_every_n_epochs: save the probe set's representations (float16 ``.npz``) after every
+            n-th epoch, and at the start; 0: never (except ``epoch_0000`` when ``cka`` needs it).
+    """
+
+    cka: bool = True
+    frequency: bool = True
+    delta: float | None = None
+    save_every_n_epochs: int = 0
+
+    def __post_init__(self) -> None:
+        if self.delta is not None and not (isinstance(self.delta, (int, float)) and self.delta > 0):
+            raise ValueError(f"{_KEY}.delta={self.delta!r} is not allowed: it must be a number > 0, or null for the default")
+        if not isinstance(self.save_every_n_epochs, int) or self.save_every_n_epochs < 0:
+            raise ValueError(
+                f"{_KEY}.save_every_n_epochs={self.save_every_n_epochs!r} is not allowed: "
+                "it must be a whole number >= 0 (0: never)"
+            )
+
+    def saves_at(self, epochs_trained: int) -> bool:
+        """Whether the representations after ``epochs_trained`` epochs are to be saved (0: the start)."""
+        if epochs_trained == 0:
+            return self.cka or self.save_every_n_epochs > 0
+        return self.save_every_n_epochs > 0 and epochs_trained % self.save_every_n_epochs == 0
+
+
+def representation_metrics(
+    model: nn.Module,
+    inputs: Tensor,
+    labels: Tensor,
+    options: RepresentationOptions,
+    initial: dict[str, Tensor] | None,
+    chunk_size: int | None = None,
+) -> tuple[dict[str, float], dict[str, Tensor]]:
+    """(metrics, representations) of ``model`` on the probe set ``inputs``/``labels``.
+
+    ``initial``: the representations at the initial weights. ``None`` means this call *is* at the
+    initial weights: CKA is taken against the representations themselves (1, or NaN for a layer
+    constant over the probe set), and the caller keeps the returned representations as ``initial``
+    for later calls (a resumed run reloads them: ``load_representations(run_dir, 0)``).
+
+    Eval mode, no autograd, flags restored, no RNG drawn (see
+    :func:`critical_periods.probes.representations.layer_representations`).
+    """
+    representations, logits = forward_with_representations(model, inputs, chunk_size)
+    metrics: dict[str, float] = {}
+    if options.cka:
+        reference = representations if initial is None else initial
+        metrics.update({cka_vs_init(layer): value for layer, value in layerwise_cka(reference, representations).items()})
+    if options.frequency:
+        metrics.update(frequency_metrics(inputs, labels, logits, options.delta))
+    return metrics, representations
+
+
+# -- offline: saved representations -----------------------------------------------------------------
+
+
+def cka_between_runs(run_a: Path | str, run_b: Path | str, epoch: int, *, debiased: bool = True) -> dict[str, float]:
+    """``{layer: CKA}`` of two runs' saved representations at the same epoch, layer by layer (e.g. a
+    deficit run vs its matched clean run: same seed, so the same probe set, which is checked)."""
+    digest_a, digest_b = load_probe_digest(run_a, epoch), load_probe_digest(run_b, epoch)
+    if digest_a != digest_b:
+        raise ValueError(
+            f"{run_a} and {run_b} were probed on different probe sets (digests {digest_a} and {digest_b}): "
+            "compare runs with the same seed, data and probes.probe_size"
+        )
+    return layerwise_cka(load_representations(run_a, epoch), load_representations(run_b, epoch), debiased=debiased)
+
+
+def layer_cka_matrix(run_dir: Path | str, epoch: int, *, debiased: bool = True) -> tuple[list[str], np.ndarray]:
+    """(layers, L x L matrix) of CKA between every pair of layers of one run at one epoch."""
+    representations = load_representations(run_dir, epoch)
+    layers = list(representations)
+    matrix = np.eye(len(layers))
+    for i, a in enumerate(layers):
+        for j in range(i + 1, len(layers)):
+            matrix[i, j] = matrix[j, i] = float(linear_cka(representations[a], representations[layers[j]], debiased=debiased))
+    return layers, matrix

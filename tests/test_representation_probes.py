@@ -12,6 +12,7 @@ from critical_periods.probes.cka import linear_cka
 from critical_periods.probes.frequency import frequency_metrics
 from critical_periods.probes.representation_probes import (
     RepresentationOptions,
+    RepresentationProbe,
     cka_between_runs,
     layer_cka_matrix,
     representation_metrics,
@@ -182,3 +183,48 @@ def test_layer_by_layer_matrix_within_a_run(tmp_path):
     stored = load_representations(tmp_path, 2)
     for i, j in [(0, 1), (0, 2), (1, 2)]:
         assert matrix[i, j] == pytest.approx(float(linear_cka(stored[layers[i]], stored[layers[j]], debiased=False)))
+
+
+# -- the per-run state a callback keeps --------------------------------------------------------------------
+
+
+def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numbers(tmp_path):
+    torch.manual_seed(0)
+    model = _Odd().float()
+    x, y = _probe_set()
+    x = x.float()
+    options = RepresentationOptions(save_every_n_epochs=2)
+
+    def run(run_dir, model, epochs, resumed_at=None):
+        probe = RepresentationProbe(options, run_dir)
+        probe.start(model, x, resumed=resumed_at is not None)
+        logged = {}
+        for epoch in range(resumed_at or 0, epochs + 1):
+            if epoch > 0:
+                _perturb(model, 0.1)  # stands in for an epoch of training
+            logged[epoch] = probe.probe(model, x, y, epoch)
+        return logged
+
+    initial_state = {k: v.clone() for k, v in model.state_dict().items()}
+    uninterrupted = run(tmp_path / "a", model, 5)
+    assert all(uninterrupted[0][cka_vs_init(layer)] == pytest.approx(1.0, abs=1e-12) for layer in ("first", "head"))
+    assert saved_epochs(tmp_path / "a") == [0, 2, 4]
+    assert load_representations(tmp_path / "a", 0)["first"].dtype == torch.float32  # the CKA reference
+    assert load_representations(tmp_path / "a", 2)["first"].dtype == torch.float16
+
+    # the same run killed after epoch 3 and resumed: a fresh probe that only has the run folder
+    model.load_state_dict(initial_state)
+    run(tmp_path / "b", model, 3)
+    resumed = run(tmp_path / "b", model, 5, resumed_at=4)
+    assert resumed[4] == uninterrupted[4] and resumed[5] == uninterrupted[5]
+    assert saved_epochs(tmp_path / "b") == [0, 2, 4]
+
+
+def test_probe_without_cka_keeps_nothing_and_saves_only_when_asked(tmp_path):
+    model = _Odd().double()
+    x, y = _probe_set()
+    probe = RepresentationProbe(RepresentationOptions(cka=False), tmp_path)
+    probe.start(model, x, resumed=False)
+    assert probe.initial is None
+    assert set(probe.probe(model, x, y, 1)) == {FREQUENCY_ERROR_LOW, FREQUENCY_ERROR_HIGH}
+    assert saved_epochs(tmp_path) == []

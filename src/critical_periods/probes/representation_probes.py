@@ -4,9 +4,9 @@ and the offline comparisons of saved representations (deficit run vs clean run, 
 One forward pass on the probe set gives every parametrised layer's output and the logits; from them:
 
 * ``cka/<layer>/vs_init``: debiased linear CKA (:mod:`critical_periods.probes.cka`) of the layer's
-  output now vs at the initial weights, 1 at step 0. Costs one N x features copy per layer kept in
-  memory for the whole run (the initial representations, also saved as ``epoch_0000.npz`` so a
-  resumed run can reload them).
+  output now vs at the initial weights, 1 at step 0. Costs one N x features float32 copy per layer
+  kept in memory for the whole run (the initial representations, also saved as ``epoch_0000.npz``
+  so a resumed run can reload them).
 * ``frequency/error_low``, ``frequency/error_high``: :mod:`critical_periods.probes.frequency` on the
   probe inputs, one-hot labels and softmax outputs. O(N^2) memory.
 """
@@ -25,8 +25,10 @@ from critical_periods.probes.cka import layerwise_cka, linear_cka
 from critical_periods.probes.frequency import frequency_metrics
 from critical_periods.probes.representations import (
     forward_with_representations,
+    layer_representations,
     load_probe_digest,
     load_representations,
+    save_representations,
 )
 
 _KEY = "probes.representation"
@@ -92,6 +94,51 @@ def representation_metrics(
     if options.frequency:
         metrics.update(frequency_metrics(inputs, labels, logits, options.delta))
     return metrics, representations
+
+
+class RepresentationProbe:
+    """What a training callback keeps for the representation probes over one run: the initial
+    representations and the run folder the saves go to. The initial ones are saved in float32 (3.2 MB
+    for the default MLP at N = 512) and kept in memory as those same float32 values, so CKA vs init
+    is 1 at step 0 and a resumed run, which reloads them, logs exactly what an uninterrupted run would.
+
+    The callback calls :meth:`start` once at train start (after any checkpoint is restored) and
+    :meth:`probe` whenever it probes.
+    """
+
+    def __init__(self, options: RepresentationOptions, run_dir: Path | str) -> None:
+        self.options = options
+        self.run_dir = Path(run_dir)
+        self.initial: dict[str, Tensor] | None = None
+
+    def start(self, model: nn.Module, inputs: Tensor, *, resumed: bool, chunk_size: int | None = None) -> None:
+        """Record the initial representations (saved as ``epoch_0000``), or reload them when ``resumed``."""
+        if resumed:
+            if self.options.cka:
+                device = inputs.device
+                self.initial = {k: v.to(device) for k, v in load_representations(self.run_dir, 0).items()}
+            return
+        if not self.options.saves_at(0):
+            return
+        initial = {k: v.float() for k, v in layer_representations(model, inputs, chunk_size).items()}
+        save_representations(self.run_dir, 0, initial, inputs, dtype=torch.float32)
+        if self.options.cka:
+            self.initial = initial
+
+    def probe(
+        self,
+        model: nn.Module,
+        inputs: Tensor,
+        labels: Tensor,
+        epochs_trained: int | None,
+        chunk_size: int | None = None,
+    ) -> dict[str, float]:
+        """:func:`representation_metrics` against the initial representations; the representations
+        are saved when ``epochs_trained`` (``None`` between epoch ends) is one the options select."""
+        metrics, representations = representation_metrics(model, inputs, labels, self.options, self.initial, chunk_size)
+        if epochs_trained is not None and epochs_trained > 0 and self.options.saves_at(epochs_trained):
+            save_representations(self.run_dir, epochs_trained, representations, inputs)
+        return metrics
 
 
 # -- offline: saved representations -----------------------------------------------------------------

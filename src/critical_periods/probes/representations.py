@@ -11,7 +11,8 @@ Memory: N x (features of the layer) per layer, in the model's dtype (for the def
 
 On disk (:func:`save_representations`): one uncompressed float16 ``.npz`` per saved epoch,
 ``<run dir>/representations/epoch_<epochs trained, 4 digits>.npz`` (``epoch_0000``: the initial
-weights), one array per layer plus a digest of the probe inputs. Size: N x sum(features) x 2 bytes
+weights, kept in float32 by the representation probe since every CKA vs init is taken against it),
+one array per layer plus a digest of the probe inputs. Size: N x sum(features) x 2 bytes
 plus about 300 bytes per layer (zip and .npy headers). Measured at N = 512: 1,584,462 bytes for the
 default MLP (features 512 + 512 + 512 + 10), 1,158,490 bytes for the default Conv1DNet (32 x 20 +
 32 x 10 + 32 x 5 + 10). float16 keeps about 3 significant digits, enough for CKA (float16 vs float32
@@ -108,13 +109,17 @@ def probe_digest(inputs: Tensor) -> str:
 
 
 def save_representations(
-    run_dir: Path | str, epoch: int, representations: dict[str, Tensor], probe_inputs: Tensor
+    run_dir: Path | str,
+    epoch: int,
+    representations: dict[str, Tensor],
+    probe_inputs: Tensor,
+    dtype: torch.dtype = torch.float16,
 ) -> Path:
-    """Write ``representations`` as float16 to :func:`representations_path`, atomically (replacing
+    """Write ``representations`` in ``dtype`` to :func:`representations_path`, atomically (replacing
     an earlier file of the same epoch, as a resumed run does). Returns the path."""
     if _DIGEST_KEY in representations:
         raise ValueError(f"{_DIGEST_KEY!r} is reserved and cannot be a layer name")
-    arrays = {name: z.detach().to("cpu", torch.float16).numpy() for name, z in representations.items()}
+    arrays = {name: z.detach().to("cpu", dtype).numpy() for name, z in representations.items()}
     arrays[_DIGEST_KEY] = np.array(probe_digest(probe_inputs))
     path = representations_path(run_dir, epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +143,7 @@ def saved_epochs(run_dir: Path | str) -> list[int]:
 
 
 def load_representations(run_dir: Path | str, epoch: int) -> dict[str, Tensor]:
-    """``{layer: (N, features) float16 tensor}`` as saved by :func:`save_representations`."""
+    """``{layer: (N, features) tensor}`` in the dtype :func:`save_representations` wrote (float16 by default)."""
     path = representations_path(run_dir, epoch)
     if not path.exists():
         raise FileNotFoundError(

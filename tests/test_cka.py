@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from critical_periods.probes.cka import _example_space, _feature_space, layerwise_cka, linear_cka
+from critical_periods.probes.cka import (
+    _feature_space,
+    _hsic,
+    centred_gram,
+    gram_cka,
+    layerwise_cka,
+    linear_cka,
+)
 from critical_periods.probes.representations import layer_representations
 
 F64 = torch.float64
@@ -84,11 +91,23 @@ def test_debiased_hsic_is_the_u_statistic():
 @pytest.mark.parametrize("debiased", [True, False])
 def test_feature_and_example_space_agree(debiased):
     x, y = _features(15, 6, 9)
-    x, y = x - x.mean(0), y - y.mean(0)
-    n = x.shape[0]
-    common = n * (n - 3) if debiased else 1.0  # both omit the same factor; check it is the same
-    for a, b in zip(_feature_space(x, y, debiased), _example_space(x, y, debiased)):
-        assert_close(a / common, b / common)
+    gx, gy = centred_gram(x, debiased=debiased), centred_gram(y, debiased=debiased)
+    example = (_hsic(gx.kernel, gx.row_sums, gy.kernel, gy.row_sums, debiased), gx.self_hsic, gy.self_hsic)
+    feature = _feature_space(x - x.mean(0), y - y.mean(0), debiased)
+    for a, b in zip(feature, example):  # the same numbers, including the factor both leave out
+        assert_close(a, b)
+    assert_close(gram_cka(gx, gy), feature[0] / torch.sqrt(feature[1] * feature[2]))
+
+
+def test_a_kept_gram_gives_the_same_cka_and_refuses_a_mismatch():
+    x, y = _features(20, 30, 12)
+    assert_close(gram_cka(centred_gram(x), centred_gram(y)), linear_cka(x, y))
+    kept = layerwise_cka({"a": centred_gram(x, debiased=False)}, {"a": y})
+    assert kept["a"] == pytest.approx(float(linear_cka(x, y, debiased=False)), rel=1e-12)
+    with pytest.raises(ValueError, match="same examples and estimator"):
+        gram_cka(centred_gram(x), centred_gram(y, debiased=False))
+    with pytest.raises(ValueError, match="same examples and estimator"):
+        gram_cka(centred_gram(x), centred_gram(y[:19]))
 
 
 @pytest.mark.parametrize("debiased", [True, False])
@@ -138,6 +157,8 @@ def test_constant_representation_gives_nan_and_bad_shapes_are_refused():
         linear_cka(x, y[:9])
     with pytest.raises(ValueError, match="at least 4 examples"):
         linear_cka(x[:3], y[:3])
+    with pytest.raises(ValueError, match="at least 4 examples"):
+        linear_cka(torch.randn(3, 50), torch.randn(3, 50))  # the example-space path too
     with pytest.raises(ValueError, match=r"\(N, features\)"):
         linear_cka(x[:, 0], y)
 

@@ -4,15 +4,17 @@ and the offline comparisons of saved representations (deficit run vs clean run, 
 One forward pass on the probe set gives every parametrised layer's output and the logits; from them:
 
 * ``cka/<layer>/vs_init``: debiased linear CKA (:mod:`critical_periods.probes.cka`) of the layer's
-  output now vs at the initial weights, 1 at step 0. Costs one N x features float32 copy per layer
-  kept in memory for the whole run (the initial representations, also saved as ``epoch_0000.npz``
-  so a resumed run can reload them).
+  output now vs at the initial weights, 1 at step 0. The initial representations are kept for the
+  whole run as their N x N centred kernels (:class:`~critical_periods.probes.cka.CentredGram`, 2 MB
+  per layer at N = 512; each probe then costs one N x N x features product per layer), and saved
+  as ``epoch_0000.npz`` so a resumed run can rebuild them.
 * ``frequency/error_low``, ``frequency/error_high``: :mod:`critical_periods.probes.frequency` on the
   probe inputs, one-hot labels and softmax outputs. O(N^2) memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from critical_periods.metric_names import cka_vs_init
-from critical_periods.probes.cka import layerwise_cka, linear_cka
+from critical_periods.probes.cka import CentredGram, centred_gram, layerwise_cka, linear_cka
 from critical_periods.probes.frequency import frequency_metrics
 from critical_periods.probes.representations import (
     forward_with_representations,
@@ -73,12 +75,12 @@ def representation_metrics(
     inputs: Tensor,
     labels: Tensor,
     options: RepresentationOptions,
-    initial: dict[str, Tensor] | None,
+    initial: Mapping[str, Tensor | CentredGram] | None,
     chunk_size: int | None = None,
 ) -> tuple[dict[str, float], dict[str, Tensor]]:
     """(metrics, representations) of ``model`` on the probe set ``inputs``/``labels``.
 
-    ``initial``: the representations at the initial weights. ``None`` means this call *is* at the
+    ``initial``: the representations at the initial weights, or their kernels. ``None`` means this call *is* at the
     initial weights: CKA is taken against the representations themselves (1, or NaN for a layer
     constant over the probe set), and the caller keeps the returned representations as ``initial``
     for later calls (a resumed run reloads them: ``load_representations(run_dir, 0)``).
@@ -98,9 +100,10 @@ def representation_metrics(
 
 class RepresentationProbe:
     """What a training callback keeps for the representation probes over one run: the initial
-    representations and the run folder the saves go to. The initial ones are saved in float32 (3.2 MB
-    for the default MLP at N = 512) and kept in memory as those same float32 values, so CKA vs init
-    is 1 at step 0 and a resumed run, which reloads them, logs exactly what an uninterrupted run would.
+    representations' kernels and the run folder the saves go to. The initial representations are
+    saved in float32 (3.2 MB for the default MLP at N = 512) and the kernels are built from those same
+    float32 values, so CKA vs init is 1 at step 0 and a resumed run, which reloads them, logs exactly
+    what an uninterrupted run would.
 
     The callback calls :meth:`start` once at train start (after any checkpoint is restored) and
     :meth:`probe` whenever it probes.
@@ -109,21 +112,21 @@ class RepresentationProbe:
     def __init__(self, options: RepresentationOptions, run_dir: Path | str) -> None:
         self.options = options
         self.run_dir = Path(run_dir)
-        self.initial: dict[str, Tensor] | None = None
+        self.initial: dict[str, CentredGram] | None = None
 
     def start(self, model: nn.Module, inputs: Tensor, *, resumed: bool, chunk_size: int | None = None) -> None:
         """Record the initial representations (saved as ``epoch_0000``), or reload them when ``resumed``."""
         if resumed:
             if self.options.cka:
-                device = inputs.device
-                self.initial = {k: v.to(device) for k, v in load_representations(self.run_dir, 0).items()}
+                stored = load_representations(self.run_dir, 0)
+                self.initial = {k: centred_gram(v.to(inputs.device)) for k, v in stored.items()}
             return
         if not self.options.saves_at(0):
             return
         initial = {k: v.float() for k, v in layer_representations(model, inputs, chunk_size).items()}
         save_representations(self.run_dir, 0, initial, inputs, dtype=torch.float32)
         if self.options.cka:
-            self.initial = initial
+            self.initial = {k: centred_gram(v) for k, v in initial.items()}
 
     def probe(
         self,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from critical_periods import metric_names as names
+from critical_periods.callbacks.probes import ProbeCallback
 from critical_periods.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW, cka_vs_init
 from critical_periods.probes.cka import linear_cka
 from critical_periods.probes.frequency import frequency_metrics
@@ -23,6 +27,7 @@ from critical_periods.probes.representations import (
     save_representations,
     saved_epochs,
 )
+from critical_periods.records import read_metrics
 
 F64 = torch.float64
 
@@ -228,3 +233,24 @@ def test_probe_without_cka_keeps_nothing_and_saves_only_when_asked(tmp_path):
     assert probe.initial is None
     assert set(probe.probe(model, x, y, 1)) == {FREQUENCY_ERROR_LOW, FREQUENCY_ERROR_HIGH}
     assert saved_epochs(tmp_path) == []
+
+
+# -- end to end: the real training entry point with probes=representation ------------------------------------
+
+_WIRED = "representation" in inspect.signature(ProbeCallback).parameters
+
+
+@pytest.mark.skipif(not _WIRED, reason="ProbeCallback has no `representation` argument yet (the lead wires it)")
+def test_training_with_probes_representation_logs_and_saves(make_cfg, tmp_path):
+    from critical_periods.train import train
+
+    train(make_cfg("probes=representation", "probes.representation.save_every_n_epochs=2",
+                   "deficit.length=2", "schedule.epochs_after_deficit=1"))  # 3 epochs, at_start probe
+    probed = [row for row in read_metrics(tmp_path) if FREQUENCY_ERROR_LOW in row]
+    layers = ["features.fc1", "head"]  # model.widths=[32] in the tiny config
+    assert [row[names.EPOCH] for row in probed] == [0, 0, 1, 2]  # the start, then each epoch's end
+    assert all(row[cka_vs_init(layer)] == pytest.approx(1.0, abs=1e-9) for layer in layers for row in probed[:1])
+    assert all(0.0 < row[cka_vs_init("head")] < 1.0 for row in probed[1:])
+    assert all(row[FREQUENCY_ERROR_HIGH] > 0 for row in probed)
+    assert saved_epochs(tmp_path) == [0, 2]
+    assert list(load_representations(tmp_path, 2)) == layers

@@ -133,7 +133,8 @@ def test_invariant_to_orthogonal_maps_and_isotropic_scaling(shape, debiased):
 def test_not_invariant_to_a_generic_invertible_map(debiased):
     x, _ = _features(40, 5, 1)
     g = torch.Generator().manual_seed(3)
-    stretch = torch.randn(5, 5, generator=g, dtype=F64) @ torch.diag(torch.tensor([10.0, 3.0, 1.0, 0.3, 0.1], dtype=F64))
+    scales = torch.tensor([10.0, 3.0, 1.0, 0.3, 0.1], dtype=F64)
+    stretch = torch.randn(5, 5, generator=g, dtype=F64) @ torch.diag(scales)
     assert torch.linalg.matrix_rank(stretch) == 5
     # x and x @ stretch carry the same information (one is an invertible map of the other) ...
     assert_close(linear_cka(x, x @ stretch @ torch.linalg.inv(stretch), debiased=debiased), 1.0)

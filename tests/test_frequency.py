@@ -105,7 +105,8 @@ def test_default_delta_is_a_fraction_of_the_median_pairwise_distance():
     x = torch.randn(9, 2, 2, dtype=F64)
     flat = x.flatten(1)
     distances = [float((flat[i] - flat[j]).norm()) for i in range(9) for j in range(i + 1, 9)]
-    assert median_pairwise_distance(x) == pytest.approx(statistics.median_low(distances))  # 36 pairs: the lower middle one
+    # 36 pairs: the lower of the two middle values
+    assert median_pairwise_distance(x) == pytest.approx(statistics.median_low(distances))
     assert default_delta(x, 0.5) == pytest.approx(0.5 * median_pairwise_distance(x))
     assert default_delta(3.0 * x) == pytest.approx(3.0 * default_delta(x))  # scales with the data
 

@@ -87,7 +87,9 @@ def low_pass_weights(inputs: Tensor, delta: float) -> Tensor:
     the identity rather than to 0/0.
     """
     if not delta > 0:
-        raise ValueError(f"probes.representation.delta={delta!r} is not allowed: it must be > 0 (or null for the default)")
+        raise ValueError(
+            f"probes.representation.delta={delta!r} is not allowed: it must be > 0 (or null for the default)"
+        )
     x = _flat(inputs)
     squared = torch.cdist(x, x).square()
     return torch.softmax(-squared / (2.0 * delta**2), dim=1)
@@ -100,7 +102,9 @@ def split_frequencies(values: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     return low.reshape(values.shape), (f - low).reshape(values.shape)
 
 
-def frequency_errors(inputs: Tensor, targets: Tensor, outputs: Tensor, delta: float | None = None) -> tuple[float, float]:
+def frequency_errors(
+    inputs: Tensor, targets: Tensor, outputs: Tensor, delta: float | None = None
+) -> tuple[float, float]:
     """(e_low, e_high) of ``outputs`` h against ``targets`` y, both (N, C), on ``inputs`` (N, ...).
 
     ``delta=None``: :func:`default_delta` of ``inputs``. NaN for a part of y that is exactly zero.

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from critical_periods.metric_names import cka_vs_init
-from critical_periods.probes.cka import CentredGram, centred_gram, layerwise_cka, linear_cka
+from critical_periods.probes.cka import CentredGram, centred_gram, gram_cka, layerwise_cka
 from critical_periods.probes.frequency import frequency_metrics
 from critical_periods.probes.representations import (
     forward_with_representations,
@@ -56,7 +56,9 @@ class RepresentationOptions:
 
     def __post_init__(self) -> None:
         if self.delta is not None and not (isinstance(self.delta, (int, float)) and self.delta > 0):
-            raise ValueError(f"{_KEY}.delta={self.delta!r} is not allowed: it must be a number > 0, or null for the default")
+            raise ValueError(
+                f"{_KEY}.delta={self.delta!r} is not allowed: it must be a number > 0, or null for the default"
+            )
         if not isinstance(self.save_every_n_epochs, int) or self.save_every_n_epochs < 0:
             raise ValueError(
                 f"{_KEY}.save_every_n_epochs={self.save_every_n_epochs!r} is not allowed: "
@@ -80,10 +82,9 @@ def representation_metrics(
 ) -> tuple[dict[str, float], dict[str, Tensor]]:
     """(metrics, representations) of ``model`` on the probe set ``inputs``/``labels``.
 
-    ``initial``: the representations at the initial weights, or their kernels. ``None`` means this call *is* at the
-    initial weights: CKA is taken against the representations themselves (1, or NaN for a layer
-    constant over the probe set), and the caller keeps the returned representations as ``initial``
-    for later calls (a resumed run reloads them: ``load_representations(run_dir, 0)``).
+    ``initial``: the representations at the initial weights, or their kernels (:class:`RepresentationProbe`
+    keeps them over a run). ``None`` means this call *is* at the initial weights: CKA is taken against
+    the representations themselves (1, or NaN for a layer constant over the probe set).
 
     Eval mode, no autograd, flags restored, no RNG drawn (see
     :func:`critical_periods.probes.representations.layer_representations`).
@@ -92,7 +93,8 @@ def representation_metrics(
     metrics: dict[str, float] = {}
     if options.cka:
         reference = representations if initial is None else initial
-        metrics.update({cka_vs_init(layer): value for layer, value in layerwise_cka(reference, representations).items()})
+        similarity = layerwise_cka(reference, representations)
+        metrics.update({cka_vs_init(layer): value for layer, value in similarity.items()})
     if options.frequency:
         metrics.update(frequency_metrics(inputs, labels, logits, options.delta))
     return metrics, representations
@@ -138,7 +140,9 @@ class RepresentationProbe:
     ) -> dict[str, float]:
         """:func:`representation_metrics` against the initial representations; the representations
         are saved when ``epochs_trained`` (``None`` between epoch ends) is one the options select."""
-        metrics, representations = representation_metrics(model, inputs, labels, self.options, self.initial, chunk_size)
+        metrics, representations = representation_metrics(
+            model, inputs, labels, self.options, self.initial, chunk_size
+        )
         if epochs_trained is not None and epochs_trained > 0 and self.options.saves_at(epochs_trained):
             save_representations(self.run_dir, epochs_trained, representations, inputs)
         return metrics
@@ -160,11 +164,9 @@ def cka_between_runs(run_a: Path | str, run_b: Path | str, epoch: int, *, debias
 
 
 def layer_cka_matrix(run_dir: Path | str, epoch: int, *, debiased: bool = True) -> tuple[list[str], np.ndarray]:
-    """(layers, L x L matrix) of CKA between every pair of layers of one run at one epoch."""
-    representations = load_representations(run_dir, epoch)
-    layers = list(representations)
-    matrix = np.eye(len(layers))
-    for i, a in enumerate(layers):
-        for j in range(i + 1, len(layers)):
-            matrix[i, j] = matrix[j, i] = float(linear_cka(representations[a], representations[layers[j]], debiased=debiased))
+    """(layers, L x L matrix) of CKA between every pair of layers of one run at one epoch (the
+    diagonal is 1, or NaN for a layer constant over the probe set). One N x N kernel per layer."""
+    grams = {k: centred_gram(v, debiased=debiased) for k, v in load_representations(run_dir, epoch).items()}
+    layers = list(grams)
+    matrix = np.array([[float(gram_cka(grams[a], grams[b])) for b in layers] for a in layers])
     return layers, matrix

@@ -229,6 +229,8 @@ def test_layer_representations_flatten_conv_outputs_and_survive_inplace_activati
     assert_close(layer_representations(model, x)["0"], reps["0"])  # chunking changes nothing
     with pytest.raises(ValueError, match="chunk_size"):
         layer_representations(model, x, chunk_size=0)
+    with pytest.raises(ValueError, match="empty"):
+        layer_representations(model, x[:0])
 
 
 def test_cka_vs_init_is_one_before_training_and_falls_after():

@@ -56,6 +56,8 @@ def forward_with_representations(
     """:func:`layer_representations` and the model's outputs (N, ...) from the same forward pass."""
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive number of examples or None, got {chunk_size}")
+    if len(inputs) == 0:
+        raise ValueError("the probe set is empty: representations need at least one example")
     layers = parametrised_layers(model)
     chunks: dict[str, list[Tensor]] = defaultdict(list)  # per layer, one (n_chunk, features) per chunk
     calls: dict[str, list[Tensor]] = defaultdict(list)  # per layer, the outputs of the current chunk
@@ -71,7 +73,7 @@ def forward_with_representations(
         return hook
 
     handles = [module.register_forward_hook(capture(name)) for name, module in layers.items()]
-    step = chunk_size or max(len(inputs), 1)
+    step = chunk_size or len(inputs)
     try:
         with probe_mode(model), torch.no_grad():
             for start in range(0, len(inputs), step):
@@ -86,9 +88,7 @@ def forward_with_representations(
         for handle in handles:
             handle.remove()
     # the layers' order of definition, not of first call; only layers seen in every chunk have N rows
-    representations = {
-        name: torch.cat(chunks[name]) for name in layers if len(chunks.get(name, ())) == len(outputs) > 0
-    }
+    representations = {name: torch.cat(chunks[name]) for name in layers if len(chunks.get(name, ())) == len(outputs)}
     return representations, torch.cat(outputs)
 
 

@@ -225,6 +225,12 @@ def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numb
     assert saved_epochs(tmp_path / "b") == [0, 2, 4]
 
 
+def test_probe_refuses_to_run_before_it_has_the_initial_representations(tmp_path):
+    x, y = _probe_set()
+    with pytest.raises(RuntimeError, match="before start"):
+        RepresentationProbe(RepresentationOptions(), tmp_path).probe(_Odd().double(), x, y, 1)
+
+
 def test_probe_without_cka_keeps_nothing_and_saves_only_when_asked(tmp_path):
     model = _Odd().double()
     x, y = _probe_set()

@@ -140,6 +140,8 @@ class RepresentationProbe:
     ) -> dict[str, float]:
         """:func:`representation_metrics` against the initial representations; the representations
         are saved when ``epochs_trained`` (``None`` between epoch ends) is one the options select."""
+        if self.options.cka and self.initial is None:  # else every CKA would silently be 1
+            raise RuntimeError("RepresentationProbe.probe before start(): there are no initial representations")
         metrics, representations = representation_metrics(
             model, inputs, labels, self.options, self.initial, chunk_size
         )

@@ -22,6 +22,7 @@ from critical_periods.probes.representation_probes import (
     representation_metrics,
 )
 from critical_periods.probes.representations import (
+    layer_representations,
     load_representations,
     representations_path,
     save_representations,
@@ -203,24 +204,27 @@ def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numb
     def run(run_dir, model, epochs, resumed_at=None):
         probe = RepresentationProbe(options, run_dir)
         probe.start(model, x, resumed=resumed_at is not None)
-        logged = {}
+        logged, outputs = {}, {}
         for epoch in range(resumed_at or 0, epochs + 1):
             if epoch > 0:
                 _perturb(model, 0.1)  # stands in for an epoch of training
-            logged[epoch] = probe.probe(model, x, y, epoch)
-        return logged
+            logged[epoch] = probe.probe(model, x, y)
+            outputs[epoch] = layer_representations(model, x)
+            probe.save(epoch)
+            assert probe.save(epoch) is None  # once per probe
+        return logged, outputs
 
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    uninterrupted = run(tmp_path / "a", model, 5)
+    uninterrupted, outputs = run(tmp_path / "a", model, 5)
     assert all(uninterrupted[0][cka_vs_init(layer)] == pytest.approx(1.0, abs=1e-12) for layer in ("first", "head"))
     assert saved_epochs(tmp_path / "a") == [0, 2, 4]
     assert load_representations(tmp_path / "a", 0)["first"].dtype == torch.float32  # the CKA reference
-    assert load_representations(tmp_path / "a", 2)["first"].dtype == torch.float16
+    assert torch.equal(load_representations(tmp_path / "a", 2)["first"], outputs[2]["first"].half())
 
     # the same run killed after epoch 3 and resumed: a fresh probe that only has the run folder
     model.load_state_dict(initial_state)
     run(tmp_path / "b", model, 3)
-    resumed = run(tmp_path / "b", model, 5, resumed_at=4)
+    resumed, _ = run(tmp_path / "b", model, 5, resumed_at=4)
     assert resumed[4] == uninterrupted[4] and resumed[5] == uninterrupted[5]
     assert saved_epochs(tmp_path / "b") == [0, 2, 4]
 
@@ -228,7 +232,7 @@ def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numb
 def test_probe_refuses_to_run_before_it_has_the_initial_representations(tmp_path):
     x, y = _probe_set()
     with pytest.raises(RuntimeError, match="before start"):
-        RepresentationProbe(RepresentationOptions(), tmp_path).probe(_Odd().double(), x, y, 1)
+        RepresentationProbe(RepresentationOptions(), tmp_path).probe(_Odd().double(), x, y)
 
 
 def test_probe_without_cka_keeps_nothing_and_saves_only_when_asked(tmp_path):
@@ -237,7 +241,8 @@ def test_probe_without_cka_keeps_nothing_and_saves_only_when_asked(tmp_path):
     probe = RepresentationProbe(RepresentationOptions(cka=False), tmp_path)
     probe.start(model, x, resumed=False)
     assert probe.initial is None
-    assert set(probe.probe(model, x, y, 1)) == {FREQUENCY_ERROR_LOW, FREQUENCY_ERROR_HIGH}
+    assert set(probe.probe(model, x, y)) == {FREQUENCY_ERROR_LOW, FREQUENCY_ERROR_HIGH}
+    assert probe.save(1) is None
     assert saved_epochs(tmp_path) == []
 
 

@@ -107,17 +107,21 @@ class RepresentationProbe:
     float32 values, so CKA vs init is 1 at step 0 and a resumed run, which reloads them, logs exactly
     what an uninterrupted run would.
 
-    The callback calls :meth:`start` once at train start (after any checkpoint is restored) and
-    :meth:`probe` whenever it probes.
+    The callback calls :meth:`start` once at train start (after any checkpoint is restored),
+    :meth:`probe` whenever it probes, and :meth:`save` at epoch ends (which writes the last probed
+    representations if the options select that epoch).
     """
 
     def __init__(self, options: RepresentationOptions, run_dir: Path | str) -> None:
         self.options = options
         self.run_dir = Path(run_dir)
         self.initial: dict[str, CentredGram] | None = None
+        self._inputs: Tensor | None = None
+        self._last: dict[str, Tensor] | None = None  # the last probe's representations, until saved
 
     def start(self, model: nn.Module, inputs: Tensor, *, resumed: bool, chunk_size: int | None = None) -> None:
         """Record the initial representations (saved as ``epoch_0000``), or reload them when ``resumed``."""
+        self._inputs = inputs
         if resumed:
             if self.options.cka:
                 stored = load_representations(self.run_dir, 0)
@@ -130,24 +134,21 @@ class RepresentationProbe:
         if self.options.cka:
             self.initial = {k: centred_gram(v) for k, v in initial.items()}
 
-    def probe(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        labels: Tensor,
-        epochs_trained: int | None,
-        chunk_size: int | None = None,
-    ) -> dict[str, float]:
-        """:func:`representation_metrics` against the initial representations; the representations
-        are saved when ``epochs_trained`` (``None`` between epoch ends) is one the options select."""
+    def probe(self, model: nn.Module, inputs: Tensor, labels: Tensor, chunk_size: int | None = None) -> dict[str, float]:
+        """:func:`representation_metrics` against the initial representations."""
         if self.options.cka and self.initial is None:  # else every CKA would silently be 1
             raise RuntimeError("RepresentationProbe.probe before start(): there are no initial representations")
-        metrics, representations = representation_metrics(
-            model, inputs, labels, self.options, self.initial, chunk_size
-        )
-        if epochs_trained is not None and epochs_trained > 0 and self.options.saves_at(epochs_trained):
-            save_representations(self.run_dir, epochs_trained, representations, inputs)
+        metrics, self._last = representation_metrics(model, inputs, labels, self.options, self.initial, chunk_size)
         return metrics
+
+    def save(self, epochs_trained: int) -> Path | None:
+        """Write the last probed representations as ``epoch_<epochs_trained>`` if the options select
+        that epoch (epoch 0 is :meth:`start`'s); the path, or ``None`` when nothing was written."""
+        if epochs_trained < 1 or self._last is None or not self.options.saves_at(epochs_trained):
+            return None
+        path = save_representations(self.run_dir, epochs_trained, self._last, self._inputs)
+        self._last = None
+        return path
 
 
 # -- offline: saved representations -----------------------------------------------------------------

@@ -17,6 +17,7 @@ from critical_periods.probes.frequency import (
     frequency_metrics,
     low_pass_weights,
     median_pairwise_distance,
+    probe_filter,
     split_frequencies,
 )
 
@@ -83,22 +84,30 @@ def test_errors_are_zero_for_a_perfect_fit_and_match_the_definition():
     x = torch.randn(17, 5, generator=g, dtype=F64)
     y = torch.nn.functional.one_hot(torch.arange(17) % 4, 4).double()
     h = torch.softmax(torch.randn(17, 4, generator=g, dtype=F64), dim=1)
-    assert frequency_errors(x, y, y, delta=2.0) == (0.0, 0.0)
-    e_low, e_high = frequency_errors(x, y, h, delta=2.0)
+    weights = low_pass_weights(x, 2.0)
+    assert frequency_errors(y, y, weights) == (0.0, 0.0)
+    e_low, e_high = frequency_errors(y, h, weights)
     y_low, h_low = _low_pass_loops(x, y, 2.0), _low_pass_loops(x, h, 2.0)
     assert e_low == pytest.approx(float((y_low - h_low).norm() / y_low.norm()), rel=1e-12)
     assert e_high == pytest.approx(float(((y - y_low) - (h - h_low)).norm() / (y - y_low).norm()), rel=1e-12)
 
 
-def test_metrics_use_softmax_outputs_and_one_hot_labels_with_the_default_delta():
+def test_metrics_use_softmax_outputs_and_one_hot_labels():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(24, 1, 6, generator=g)
     labels = torch.arange(24) % 3
     logits = torch.randn(24, 3, generator=g)
-    metrics = frequency_metrics(x, labels, logits)
-    expected = frequency_errors(x, torch.eye(3, dtype=F64)[labels], torch.softmax(logits.double(), 1),
-                                delta=DEFAULT_DELTA_FRACTION * median_pairwise_distance(x))
+    weights = low_pass_weights(x, 1.5)
+    metrics = frequency_metrics(labels, logits, weights)
+    expected = frequency_errors(torch.eye(3, dtype=F64)[labels], torch.softmax(logits.double(), 1), weights)
     assert metrics == pytest.approx({FREQUENCY_ERROR_LOW: expected[0], FREQUENCY_ERROR_HIGH: expected[1]}, rel=1e-12)
+
+
+def test_probe_filter_uses_the_default_delta_unless_given_one():
+    x = torch.randn(24, 1, 6, dtype=F64)
+    default = DEFAULT_DELTA_FRACTION * median_pairwise_distance(x)
+    torch.testing.assert_close(probe_filter(x), low_pass_weights(x, default), rtol=0, atol=0)
+    torch.testing.assert_close(probe_filter(x, 0.7), low_pass_weights(x, 0.7), rtol=0, atol=0)
 
 
 def test_default_delta_is_a_fraction_of_the_median_pairwise_distance():
@@ -117,7 +126,9 @@ def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="delta=0"):
         low_pass_weights(x, 0)
     with pytest.raises(ValueError, match="same shape"):
-        frequency_errors(x, y, y[:, :2])
+        frequency_errors(y, y[:, :2], low_pass_weights(x, 1.0))
+    with pytest.raises(ValueError, match="one row per input"):
+        frequency_errors(y, y, low_pass_weights(x[:5], 1.0))
     with pytest.raises(ValueError, match="fraction must be > 0"):
         default_delta(x, -1.0)
     with pytest.raises(ValueError, match="at least 2"):
@@ -131,11 +142,12 @@ def test_a_small_network_fits_the_low_frequencies_first():
     y = torch.sin(x) + torch.sin(5 * x)
     net = nn.Sequential(nn.Linear(1, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    weights = low_pass_weights(x, 0.5)
     errors = {}
     for step in range(401):
         if step in (0, 100, 400):
             with torch.no_grad():
-                errors[step] = frequency_errors(x, y, net(x), delta=0.5)
+                errors[step] = frequency_errors(y, net(x), weights)
         optimiser.zero_grad()
         ((net(x) - y) ** 2).mean().backward()
         optimiser.step()

@@ -13,7 +13,7 @@ from critical_periods import metric_names as names
 from critical_periods.callbacks.probes import ProbeCallback
 from critical_periods.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW, cka_vs_init
 from critical_periods.probes.cka import linear_cka
-from critical_periods.probes.frequency import frequency_metrics
+from critical_periods.probes.frequency import frequency_metrics, low_pass_weights
 from critical_periods.probes.representation_probes import (
     RepresentationOptions,
     RepresentationProbe,
@@ -91,7 +91,7 @@ def test_metrics_at_the_start_and_after_training_match_brute_force():
         assert metrics[cka_vs_init(layer)] == pytest.approx(float(linear_cka(value, after[layer])), rel=1e-9)
         torch.testing.assert_close(now[layer], after[layer])
     assert metrics[cka_vs_init("first")] < 0.99
-    expected = frequency_metrics(x, y, after["root"], delta=2.0)
+    expected = frequency_metrics(y, after["root"], low_pass_weights(x, 2.0))
     assert {k: metrics[k] for k in expected} == pytest.approx(expected, rel=1e-12)
     assert set(metrics) == {*(cka_vs_init(layer) for layer in before), FREQUENCY_ERROR_LOW, FREQUENCY_ERROR_HIGH}
 
@@ -220,6 +220,8 @@ def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numb
     assert saved_epochs(tmp_path / "a") == [0, 2, 4]
     assert load_representations(tmp_path / "a", 0)["first"].dtype == torch.float32  # the CKA reference
     assert torch.equal(load_representations(tmp_path / "a", 2)["first"], outputs[2]["first"].half())
+    recomputed, _ = representation_metrics(model, x, y, options, initial=None)  # the filter, not kept
+    assert uninterrupted[5][FREQUENCY_ERROR_HIGH] == pytest.approx(recomputed[FREQUENCY_ERROR_HIGH], rel=1e-12)
 
     # the same run killed after epoch 3 and resumed: a fresh probe that only has the run folder
     model.load_state_dict(initial_state)

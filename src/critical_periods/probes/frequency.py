@@ -41,7 +41,8 @@ smooth, class-consistent function, and both parts are far from zero. The transit
 distances concentrate in many dimensions; in data of much higher dimension than 40 the useful
 fraction is closer to 1, so give ``delta`` explicitly there (and check the self weight).
 
-Memory: O(N^2) float64 (two N x N matrices, 4 MB at N = 512).
+Memory: O(N^2) float64 (two N x N matrices, 4 MB at N = 512). The filter matrix depends only on the
+probe inputs and delta (:func:`probe_filter`), so it can be computed once per run.
 
 >>> x = torch.linspace(0, 1, 50)[:, None]
 >>> constant = torch.full((50, 2), 3.0)
@@ -104,27 +105,28 @@ def split_frequencies(values: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     return low.reshape(values.shape), (f - low).reshape(values.shape)
 
 
-def frequency_errors(
-    inputs: Tensor, targets: Tensor, outputs: Tensor, delta: float | None = None
-) -> tuple[float, float]:
-    """(e_low, e_high) of ``outputs`` h against ``targets`` y, both (N, C), on ``inputs`` (N, ...).
+def probe_filter(inputs: Tensor, delta: float | None = None) -> Tensor:
+    """:func:`low_pass_weights` of the probe inputs, with :func:`default_delta` when ``delta`` is None.
+    The probe set and delta are fixed for a run, so a caller that probes often can keep this matrix."""
+    return low_pass_weights(inputs, default_delta(inputs) if delta is None else delta)
 
-    ``delta=None``: :func:`default_delta` of ``inputs``. NaN for a part of y that is exactly zero.
-    """
-    if targets.shape != outputs.shape or targets.shape[0] != inputs.shape[0]:
+
+def frequency_errors(targets: Tensor, outputs: Tensor, weights: Tensor) -> tuple[float, float]:
+    """(e_low, e_high) of ``outputs`` h against ``targets`` y, both (N, C), split by ``weights``
+    (:func:`low_pass_weights` of the N inputs). NaN for a part of y that is exactly zero."""
+    if targets.shape != outputs.shape or targets.shape[0] != weights.shape[0]:
         raise ValueError(
             f"targets {tuple(targets.shape)} and outputs {tuple(outputs.shape)} must have the same shape, "
-            f"one row per input ({inputs.shape[0]})"
+            f"one row per input ({weights.shape[0]})"
         )
-    weights = low_pass_weights(inputs, default_delta(inputs) if delta is None else delta)
     y_low, y_high = split_frequencies(targets, weights)
     r_low, r_high = split_frequencies(targets.double() - outputs.double(), weights)  # linear filter
     return float(r_low.norm() / y_low.norm()), float(r_high.norm() / y_high.norm())
 
 
-def frequency_metrics(inputs: Tensor, labels: Tensor, logits: Tensor, delta: float | None = None) -> dict[str, float]:
+def frequency_metrics(labels: Tensor, logits: Tensor, weights: Tensor) -> dict[str, float]:
     """``frequency/error_low`` and ``frequency/error_high``: :func:`frequency_errors` of the softmax
     outputs against the one-hot labels (``logits`` (N, C), ``labels`` (N,) class indices)."""
     targets = F.one_hot(labels.long(), logits.shape[1])
-    e_low, e_high = frequency_errors(inputs, targets, torch.softmax(logits.double(), dim=1), delta)
+    e_low, e_high = frequency_errors(targets, torch.softmax(logits.double(), dim=1), weights)
     return {FREQUENCY_ERROR_LOW: e_low, FREQUENCY_ERROR_HIGH: e_high}

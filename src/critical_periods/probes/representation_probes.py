@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from critical_periods.metric_names import cka_vs_init
 from critical_periods.probes.cka import CentredGram, centred_gram, gram_cka, layerwise_cka
-from critical_periods.probes.frequency import frequency_metrics
+from critical_periods.probes.frequency import frequency_metrics, probe_filter
 from critical_periods.probes.representations import (
     forward_with_representations,
     layer_representations,
@@ -79,12 +79,15 @@ def representation_metrics(
     options: RepresentationOptions,
     initial: Mapping[str, Tensor | CentredGram] | None,
     chunk_size: int | None = None,
+    low_pass: Tensor | None = None,
 ) -> tuple[dict[str, float], dict[str, Tensor]]:
     """(metrics, representations) of ``model`` on the probe set ``inputs``/``labels``.
 
     ``initial``: the representations at the initial weights, or their kernels (:class:`RepresentationProbe`
     keeps them over a run). ``None`` means this call *is* at the initial weights: CKA is taken against
     the representations themselves (1, or NaN for a layer constant over the probe set).
+    ``low_pass``: the frequency filter of ``inputs`` (:func:`~critical_periods.probes.frequency.probe_filter`
+    with ``options.delta``) if the caller keeps it; ``None``: computed here.
 
     Eval mode, no autograd, flags restored, no RNG drawn (see
     :func:`critical_periods.probes.representations.layer_representations`).
@@ -96,13 +99,15 @@ def representation_metrics(
         similarity = layerwise_cka(reference, representations)
         metrics.update({cka_vs_init(layer): value for layer, value in similarity.items()})
     if options.frequency:
-        metrics.update(frequency_metrics(inputs, labels, logits, options.delta))
+        weights = probe_filter(inputs, options.delta) if low_pass is None else low_pass
+        metrics.update(frequency_metrics(labels, logits, weights))
     return metrics, representations
 
 
 class RepresentationProbe:
     """What a training callback keeps for the representation probes over one run: the initial
-    representations' kernels and the run folder the saves go to. The initial representations are
+    representations' kernels, the frequency filter of the probe inputs and the run folder the saves
+    go to. The initial representations are
     saved in float32 (3.2 MB for the default MLP at N = 512) and the kernels are built from those same
     float32 values, so CKA vs init is 1 at step 0 and a resumed run, which reloads them, logs exactly
     what an uninterrupted run would.
@@ -117,11 +122,14 @@ class RepresentationProbe:
         self.run_dir = Path(run_dir)
         self.initial: dict[str, CentredGram] | None = None
         self._inputs: Tensor | None = None
+        self._low_pass: Tensor | None = None
         self._last: dict[str, Tensor] | None = None  # the last probe's representations, until saved
 
     def start(self, model: nn.Module, inputs: Tensor, *, resumed: bool, chunk_size: int | None = None) -> None:
         """Record the initial representations (saved as ``epoch_0000``), or reload them when ``resumed``."""
         self._inputs = inputs
+        if self.options.frequency:
+            self._low_pass = probe_filter(inputs, self.options.delta)
         if resumed:
             if self.options.cka:
                 stored = load_representations(self.run_dir, 0)
@@ -138,7 +146,9 @@ class RepresentationProbe:
         """:func:`representation_metrics` against the initial representations."""
         if self.options.cka and self.initial is None:  # else every CKA would silently be 1
             raise RuntimeError("RepresentationProbe.probe before start(): there are no initial representations")
-        metrics, self._last = representation_metrics(model, inputs, labels, self.options, self.initial, chunk_size)
+        metrics, self._last = representation_metrics(
+            model, inputs, labels, self.options, self.initial, chunk_size, self._low_pass
+        )
         return metrics
 
     def save(self, epochs_trained: int) -> Path | None:

@@ -202,13 +202,13 @@ def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numb
     options = RepresentationOptions(save_every_n_epochs=2)
 
     def run(run_dir, model, epochs, resumed_at=None):
-        probe = RepresentationProbe(options, run_dir)
-        probe.start(model, x, resumed=resumed_at is not None)
+        probe = RepresentationProbe(options, run_dir, x, y, chunk_size=11)
+        probe.start(model, resumed=resumed_at is not None)
         logged, outputs = {}, {}
         for epoch in range(resumed_at or 0, epochs + 1):
             if epoch > 0:
                 _perturb(model, 0.1)  # stands in for an epoch of training
-            logged[epoch] = probe.probe(model, x, y)
+            logged[epoch] = probe.probe(model)
             outputs[epoch] = layer_representations(model, x)
             probe.save(epoch)
             assert probe.save(epoch) is None  # once per probe
@@ -220,7 +220,7 @@ def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numb
     assert saved_epochs(tmp_path / "a") == [0, 2, 4]
     assert load_representations(tmp_path / "a", 0)["first"].dtype == torch.float32  # the CKA reference
     assert torch.equal(load_representations(tmp_path / "a", 2)["first"], outputs[2]["first"].half())
-    recomputed, _ = representation_metrics(model, x, y, options, initial=None)  # the filter, not kept
+    recomputed, _ = representation_metrics(model, x, y, options, None, chunk_size=11)  # the filter, not kept
     assert uninterrupted[5][FREQUENCY_ERROR_HIGH] == pytest.approx(recomputed[FREQUENCY_ERROR_HIGH], rel=1e-12)
 
     # the same run killed after epoch 3 and resumed: a fresh probe that only has the run folder
@@ -234,16 +234,16 @@ def test_probe_over_a_run_saves_on_schedule_and_a_resumed_run_logs_the_same_numb
 def test_probe_refuses_to_run_before_it_has_the_initial_representations(tmp_path):
     x, y = _probe_set()
     with pytest.raises(RuntimeError, match="before start"):
-        RepresentationProbe(RepresentationOptions(), tmp_path).probe(_Odd().double(), x, y)
+        RepresentationProbe(RepresentationOptions(), tmp_path, x, y).probe(_Odd().double())
 
 
 def test_probe_without_cka_keeps_nothing_and_saves_only_when_asked(tmp_path):
     model = _Odd().double()
     x, y = _probe_set()
-    probe = RepresentationProbe(RepresentationOptions(cka=False), tmp_path)
-    probe.start(model, x, resumed=False)
+    probe = RepresentationProbe(RepresentationOptions(cka=False), tmp_path, x, y)
+    probe.start(model, resumed=False)
     assert probe.initial is None
-    assert set(probe.probe(model, x, y)) == {FREQUENCY_ERROR_LOW, FREQUENCY_ERROR_HIGH}
+    assert set(probe.probe(model)) == {FREQUENCY_ERROR_LOW, FREQUENCY_ERROR_HIGH}
     assert probe.save(1) is None
     assert saved_epochs(tmp_path) == []
 

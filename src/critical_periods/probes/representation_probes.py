@@ -105,49 +105,53 @@ def representation_metrics(
 
 
 class RepresentationProbe:
-    """What a training callback keeps for the representation probes over one run: the initial
-    representations' kernels, the frequency filter of the probe inputs and the run folder the saves
-    go to. The initial representations are
-    saved in float32 (3.2 MB for the default MLP at N = 512) and the kernels are built from those same
-    float32 values, so CKA vs init is 1 at step 0 and a resumed run, which reloads them, logs exactly
-    what an uninterrupted run would.
+    """What a training callback keeps for the representation probes over one run: the probe set, the
+    initial representations' kernels, the frequency filter of the probe inputs and the run folder
+    the saves go to. The initial representations are saved in float32 (3.2 MB for the default MLP
+    at N = 512) and the kernels are built from those same float32 values, so CKA vs init is 1 at
+    step 0 and a resumed run, which reloads them, logs exactly what an uninterrupted run would.
 
     The callback calls :meth:`start` once at train start (after any checkpoint is restored),
     :meth:`probe` whenever it probes, and :meth:`save` at epoch ends (which writes the last probed
     representations if the options select that epoch).
     """
 
-    def __init__(self, options: RepresentationOptions, run_dir: Path | str) -> None:
+    def __init__(
+        self,
+        options: RepresentationOptions,
+        run_dir: Path | str,
+        inputs: Tensor,
+        labels: Tensor,
+        chunk_size: int | None = None,
+    ) -> None:
         self.options = options
         self.run_dir = Path(run_dir)
+        self.inputs, self.labels, self.chunk_size = inputs, labels, chunk_size
         self.initial: dict[str, CentredGram] | None = None
-        self._inputs: Tensor | None = None
-        self._low_pass: Tensor | None = None
+        self._low_pass = probe_filter(inputs, options.delta) if options.frequency else None
         self._last: dict[str, Tensor] | None = None  # the last probe's representations, until saved
 
-    def start(self, model: nn.Module, inputs: Tensor, *, resumed: bool, chunk_size: int | None = None) -> None:
+    def start(self, model: nn.Module, *, resumed: bool) -> None:
         """Record the initial representations (saved as ``epoch_0000``), or reload them when ``resumed``."""
-        self._inputs = inputs
-        if self.options.frequency:
-            self._low_pass = probe_filter(inputs, self.options.delta)
         if resumed:
             if self.options.cka:
                 stored = load_representations(self.run_dir, 0)
-                self.initial = {k: centred_gram(v.to(inputs.device)) for k, v in stored.items()}
+                self.initial = {k: centred_gram(v.to(self.inputs.device)) for k, v in stored.items()}
             return
         if not self.options.saves_at(0):
             return
-        initial = {k: v.float() for k, v in layer_representations(model, inputs, chunk_size).items()}
-        save_representations(self.run_dir, 0, initial, inputs, dtype=torch.float32)
+        outputs = layer_representations(model, self.inputs, self.chunk_size)
+        initial = {k: v.float() for k, v in outputs.items()}
+        save_representations(self.run_dir, 0, initial, self.inputs, dtype=torch.float32)
         if self.options.cka:
             self.initial = {k: centred_gram(v) for k, v in initial.items()}
 
-    def probe(self, model: nn.Module, inputs: Tensor, labels: Tensor, chunk_size: int | None = None) -> dict[str, float]:
-        """:func:`representation_metrics` against the initial representations."""
+    def probe(self, model: nn.Module) -> dict[str, float]:
+        """:func:`representation_metrics` of ``model`` on the probe set, against the initial representations."""
         if self.options.cka and self.initial is None:  # else every CKA would silently be 1
             raise RuntimeError("RepresentationProbe.probe before start(): there are no initial representations")
         metrics, self._last = representation_metrics(
-            model, inputs, labels, self.options, self.initial, chunk_size, self._low_pass
+            model, self.inputs, self.labels, self.options, self.initial, self.chunk_size, self._low_pass
         )
         return metrics
 
@@ -156,7 +160,7 @@ class RepresentationProbe:
         that epoch (epoch 0 is :meth:`start`'s); the path, or ``None`` when nothing was written."""
         if epochs_trained < 1 or self._last is None or not self.options.saves_at(epochs_trained):
             return None
-        path = save_representations(self.run_dir, epochs_trained, self._last, self._inputs)
+        path = save_representations(self.run_dir, epochs_trained, self._last, self.inputs)
         self._last = None
         return path
 

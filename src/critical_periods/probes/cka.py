@@ -27,8 +27,8 @@ biased 0.50, debiased 0.002; N = 64, p = q = 256: 0.80 vs -0.01; N = 512, p = q 
 Both are computed in whichever of feature space (O(N p q + N p^2 + N q^2)) or example space
 (O(N^2 (p + q))) is cheaper, always in float64. A representation compared many times (the initial
 weights' ones, at every probe) can be kept as its :class:`CentredGram`, which halves the work of
-each comparison in example space. A representation that is constant over the
-examples has HSIC = 0, and its CKA with anything is NaN (0/0).
+each comparison in example space. A representation that is constant over the examples has
+HSIC = 0, and its CKA with anything is NaN (0/0).
 
 >>> x = torch.randn(32, 5, dtype=torch.float64)
 >>> rotation, _ = torch.linalg.qr(torch.randn(5, 5, dtype=torch.float64))

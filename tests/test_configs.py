@@ -9,7 +9,8 @@ import torch
 
 from critical_periods.data.datamodule import DeficitDataModule
 from critical_periods.train import build_datamodule
-from critical_periods.wandb_run import make_wandb_logger
+from critical_periods.loggers import build_loggers
+from critical_periods.records import RunRecordLogger
 
 from conftest import CONF_DIR
 
@@ -80,8 +81,9 @@ def test_logger_option_builds(make_cfg, option, tmp_path):
     if option == "none":
         assert not cfg.logger
         return
-    logger = make_wandb_logger(cfg, tmp_path)
-    assert logger.name == cfg.logger.project
+    record, logger = build_loggers(cfg, tmp_path, wandb_id="abc")
+    assert isinstance(record, RunRecordLogger)
+    assert type(logger).__name__ == {"wandb": "WandbLogger", "csv": "CSVLogger", "tensorboard": "TensorBoardLogger"}[option]
 
 
 @pytest.mark.parametrize("option", options("probes"))

@@ -4,11 +4,11 @@ with the break-even probes) and from runs with hand-written metrics rows whose a
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from matplotlib.collections import PolyCollection, QuadMesh
 from matplotlib.figure import Figure
@@ -318,38 +318,29 @@ def test_probe_figures_say_what_is_missing():
         probe_figures.cka_deficit_vs_clean(runs)
 
 
-def importable(module: str) -> bool:
-    try:
-        importlib.import_module(module)
-        return True
-    except ImportError:
-        return False
 
-
-HAS_REPRESENTATIONS = importable("critical_periods.probes.cka") and importable("critical_periods.probes.representation_probes")
-
-
-@pytest.mark.skipif(not HAS_REPRESENTATIONS, reason="critical_periods.probes.cka / representation_probes not on this branch yet")
 def test_cka_deficit_vs_clean_from_saved_representations(tmp_path):
     from critical_periods.probes.cka import linear_cka
+    from critical_periods.probes.representations import save_representations
 
     rng = np.random.default_rng(0)
     clean = {"features.fc1": rng.normal(size=(40, 6)), "head": rng.normal(size=(40, 3))}
     changed = {"features.fc1": clean["features.fc1"] @ rng.normal(size=(6, 6)), "head": rng.normal(size=(40, 3))}
+    probe_inputs = torch.zeros(40, 5)  # the same probe set for both runs (its digest is checked)
 
-    def saved(job, reps, epoch, **deficit):
+    def saved(job, reps, epochs, **deficit):
         run = hand_run(job, [], **deficit)
         run.path = tmp_path / job
-        (run.path / "representations").mkdir(parents=True)
-        np.savez(run.path / "representations" / "epoch_1.npz", **{k: np.zeros_like(v, np.float16) for k, v in reps.items()})
-        np.savez(run.path / "representations" / f"epoch_{epoch}.npz", **{k: v.astype(np.float16) for k, v in reps.items()})
+        for epoch in epochs:
+            save_representations(run.path, epoch, {k: torch.from_numpy(v) for k, v in reps.items()}, probe_inputs)
         return run
 
-    runs = [saved("clean", clean, 4), saved("blur", changed, 6, deficit="blur", length=2)]
+    # the latest epoch both saved is 4: the deficit run's epoch 6 has no clean counterpart
+    runs = [saved("clean", clean, [0, 4]), saved("blur", changed, [0, 4, 6], deficit="blur", length=2)]
     fig = probe_figures.cka_deficit_vs_clean(runs)
     (line,) = fig.axes[0].get_lines()[:1]
-    expected = [linear_cka(changed[k].astype(np.float16).astype(np.float64), clean[k].astype(np.float16).astype(np.float64),
-                           debiased=True) for k in ("features.fc1", "head")]
+    as_saved = lambda a: torch.from_numpy(a.astype(np.float16).astype(np.float64))  # noqa: E731
+    expected = [float(linear_cka(as_saved(changed[k]), as_saved(clean[k]), debiased=True)) for k in ("features.fc1", "head")]
     assert list(line.get_ydata()) == pytest.approx(expected)
     assert line.get_label() == "blur until epoch 2 (1 run)"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["features.fc1", "head"]

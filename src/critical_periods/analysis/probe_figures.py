@@ -9,7 +9,7 @@ frequency principle (Xu et al. 2019) and linear CKA (Kornblith et al. 2019). Sam
   (Gaussian filtering on the probe set);
 * CKA: linear CKA of each layer's representation now vs at the initial weights (``cka/<layer>/vs_init``);
   and, from saved representations, of a run with a deficit vs the run without it (same seed and
-  setting) at the end of training.
+  setting) at the latest epoch both saved.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from critical_periods.analysis.labels import SEED_BAND, has_deficit, runs_count
 from critical_periods.analysis.plotting import NoData, by_words, draw_metrics, epoch_axes, group_runs
 from critical_periods.analysis.runs import Run, condition, varying_settings
 from critical_periods.analysis.tables import plotted_runs
+from critical_periods.probes.representation_probes import cka_between_runs
+from critical_periods.probes.representations import REPRESENTATIONS_DIR, saved_epochs
 
 STIFFNESS_KEYS = (mn.STIFFNESS_COS_SAME, mn.STIFFNESS_COS_DIFF, mn.STIFFNESS_SIGN_SAME, mn.STIFFNESS_SIGN_DIFF)
 FREQUENCY_KEYS = (mn.FREQUENCY_ERROR_LOW, mn.FREQUENCY_ERROR_HIGH)
-REPRESENTATIONS_DIR = "representations"
 _CKA_KEY = re.compile("^{}$".format(re.escape(mn.cka_vs_init("LAYER")).replace("LAYER", "(.+)")))  # built from the one name
-_EPOCH_FILE = re.compile(r"^epoch_(\d+)\.npz$")
 
 
 def _with(runs: Sequence[Run], keys: Sequence[str], why: str) -> list[Run]:
@@ -131,24 +131,12 @@ def cka_heatmap(runs: Sequence[Run]) -> Figure:
 # -- CKA between the run with a deficit and the run without, per layer -------------------------------------
 
 
-def saved_epochs(run_dir: Path) -> list[int]:
-    """The epochs of ``<run>/representations/epoch_<E>.npz`` files, sorted."""
-    folder = Path(run_dir) / REPRESENTATIONS_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _EPOCH_FILE.match(p.name)))
-
-
 def cka_deficit_vs_clean(runs: Sequence[Run]) -> Figure:
     """Linear CKA (debiased) per layer between the representations of a run with a deficit and of
-    the run without deficit of the same seed and setting, each at its last saved epoch (the end of
-    training): 1 = the deficit left no trace in that layer's representation of the probe set. A
-    line per deficit setting: mean over seeds, band = min-max."""
-    try:  # written in parallel by the representation-probe work: absent until it lands
-        from critical_periods.probes.cka import linear_cka
-        from critical_periods.probes.representation_probes import load_representations
-    except ImportError as error:
-        raise NoData(f"the representation probes are not installed ({error})") from None
+    the run without deficit of the same seed and setting, at the latest epoch both saved (the end of
+    training when the clean run is the matched control of the same length): 1 = the deficit left no
+    trace in that layer's representation of the probe set. A line per deficit setting: mean over
+    seeds, band = min-max."""
     done = [r for r in plotted_runs(runs) if saved_epochs(r.path)]
     if not done:
         raise NoData(f"no completed run saved representations (<run>/{REPRESENTATIONS_DIR}/epoch_<E>.npz)")
@@ -163,12 +151,10 @@ def cka_deficit_vs_clean(runs: Sequence[Run]) -> Figure:
     values: dict[str, dict[str, float]] = {}  # job -> layer -> CKA
     layers: list[str] = []
     for run, base in pairs:
-        ours = load_representations(run.path, saved_epochs(run.path)[-1])
-        theirs = load_representations(base.path, saved_epochs(base.path)[-1])
-        values[run.job] = {
-            layer: float(linear_cka(np.asarray(ours[layer], np.float64), np.asarray(theirs[layer], np.float64), debiased=True))
-            for layer in ours if layer in theirs and len(ours[layer]) == len(theirs[layer])
-        }
+        common = sorted(set(saved_epochs(run.path)) & set(saved_epochs(base.path)))
+        if not common:
+            continue
+        values[run.job] = cka_between_runs(run.path, base.path, common[-1])
         layers += [layer for layer in values[run.job] if layer not in layers]
     if not layers:
         raise NoData("the paired runs share no layer with the same number of probe examples")

@@ -24,6 +24,7 @@ from critical_periods.probes import (
     StiffnessOptions,
     compute_probes,
 )
+from critical_periods.probes.representation_probes import RepresentationOptions, RepresentationProbe
 from critical_periods.records import write_text_atomic
 
 # In the run folder (the trainer's default_root_dir): one JSON object per saved stiffness matrix,
@@ -86,6 +87,7 @@ class ProbeCallback(pl.Callback):
         covariance: CovarianceOptions | None = None,
         hessian: HessianOptions | None = None,
         stiffness: StiffnessOptions | None = None,
+        representation: RepresentationOptions | None = None,
         delta_loss: bool = False,
         every_n_epochs: int = 1,
         at_start: bool = True,
@@ -97,6 +99,8 @@ class ProbeCallback(pl.Callback):
         self.probe_size = int(probe_size)
         self.chunk_size = int(chunk_size) if chunk_size else None
         self.fisher, self.covariance, self.hessian, self.stiffness = fisher, covariance, hessian, stiffness
+        self.representation = representation
+        self._representations: RepresentationProbe | None = None  # built at train start
         self.delta_loss = DeltaLoss() if delta_loss else None
         self.every_n_epochs = int(every_n_epochs)
         self.at_start = at_start
@@ -108,7 +112,8 @@ class ProbeCallback(pl.Callback):
 
     @property
     def _any_probe(self) -> bool:
-        return any(o is not None for o in (self.fisher, self.covariance, self.hessian, self.stiffness))
+        probes = (self.fisher, self.covariance, self.hessian, self.stiffness, self.representation)
+        return any(o is not None for o in probes)
 
     @property
     def _matrix_every(self) -> int:
@@ -143,6 +148,11 @@ class ProbeCallback(pl.Callback):
         # The checkpoint (if any) is restored by now: current_epoch is the first epoch to train.
         if self.stiffness is not None and trainer.is_global_zero:
             trim_stiffness(Path(trainer.default_root_dir), trainer.current_epoch)
+        if self.representation is not None and self._probe_set is not None and trainer.is_global_zero:
+            self._representations = RepresentationProbe(
+                self.representation, Path(trainer.default_root_dir), *self._probe_set, self.chunk_size
+            )
+            self._representations.start(getattr(pl_module, "model", pl_module), resumed=trainer.global_step > 0)
         if self.at_start and trainer.global_step == 0:  # a resumed run was probed at this step already
             self._probe(trainer, pl_module, save_matrix=self._matrix_every > 0)
 
@@ -161,11 +171,12 @@ class ProbeCallback(pl.Callback):
         epoch = trainer.current_epoch + 1  # epochs trained
         if self.every_n_epochs > 0 and epoch % self.every_n_epochs == 0:
             every = self._matrix_every
-            self._probe(trainer, pl_module, save_matrix=every > 0 and epoch % every == 0)
+            self._probe(trainer, pl_module, save_matrix=every > 0 and epoch % every == 0, epochs_trained=epoch)
 
     # -- work ------------------------------------------------------------------------------------------
 
-    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, save_matrix: bool = False) -> None:
+    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, save_matrix: bool = False,
+               epochs_trained: int | None = None) -> None:
         step = trainer.global_step
         if self._probe_set is None or not trainer.is_global_zero:
             return
@@ -173,6 +184,8 @@ class ProbeCallback(pl.Callback):
             if save_matrix and self._last_matrix is not None:
                 self._save_matrix(trainer, self._last_matrix)
                 self._last_matrix = None  # once per step
+            if self._representations is not None and epochs_trained is not None:
+                self._representations.save(epochs_trained)
             return
         self._last_probed_step = step
         model: nn.Module = getattr(pl_module, "model", pl_module)
@@ -191,7 +204,12 @@ class ProbeCallback(pl.Callback):
             chunk_size=self.chunk_size,
             generator=generator,
         )
-        metrics = {**results.metrics, names.PROBE_SECONDS: time.perf_counter() - started}
+        metrics = dict(results.metrics)
+        if self._representations is not None:
+            metrics.update(self._representations.probe(model))
+            if epochs_trained is not None:
+                self._representations.save(epochs_trained)
+        metrics[names.PROBE_SECONDS] = time.perf_counter() - started
         self._log(trainer, self._finite(metrics))
         self._last_matrix = results.stiffness_matrix
         if save_matrix and self._last_matrix is not None:

@@ -292,6 +292,25 @@ def test_wandb_that_cannot_start_falls_back_and_the_run_completes(tmp_path, case
     assert seconds < 80  # bounded by init_timeout, not W&B's 90 s default
 
 
+def test_wandb_failing_mid_run_is_dropped_with_a_warning_and_never_raises(tmp_path, monkeypatch):
+    from pytorch_lightning.loggers import WandbLogger
+
+    from critical_periods.wandb_run import MirrorWandbLogger
+
+    calls = []
+
+    def dead_service(self, metrics, step=None):
+        calls.append(step)
+        raise ConnectionResetError("wandb service gone")
+
+    monkeypatch.setattr(WandbLogger, "log_metrics", dead_service)
+    logger = MirrorWandbLogger(save_dir=str(tmp_path), mode="offline")
+    with pytest.warns(RuntimeWarning, match="W&B stopped working"):
+        logger.log_metrics({"train/loss": 1.0}, step=1)
+    logger.log_metrics({"train/loss": 0.5}, step=2)  # dropped: W&B is off for the rest of the run
+    assert calls == [1]
+
+
 # -- bad input: one line, before the folder is claimed ------------------------------------------------------
 
 

@@ -81,7 +81,9 @@ def _logger(cfg: DictConfig, out_dir: Path, run_id: str | None, mode: str) -> Mi
         id=None if "WANDB_SWEEP_ID" in os.environ else run_id,
         mode=mode,
         config=OmegaConf.to_container(cfg, resolve=True),
-        settings=wandb.Settings(silent=True, init_timeout=float(settings.get("init_timeout", 90))),
+        # The bound is for waiting on a server; an offline start waits on nothing but this machine
+        # (a loaded one can take a while), so it keeps W&B's own limit.
+        settings=wandb.Settings(silent=True, init_timeout=float(settings.init_timeout) if mode != "offline" else 90.0),
     )
     # Lightning passes anonymous=None, which current W&B versions warn about on every run.
     logger._wandb_init.pop("anonymous", None)

@@ -26,7 +26,9 @@ def received_signal() -> int | None:
 
 
 def exit_code(signum: int) -> int:
-    """>>> exit_code(signal.SIGTERM)
+    """The exit status of a process stopped by ``signum``: 128 + its number, as shells report it.
+
+    >>> exit_code(signal.SIGTERM)
     143
     """
     return 128 + int(signum)

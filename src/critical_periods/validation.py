@@ -16,7 +16,9 @@ class ConfigError(ValueError):
 
 
 def not_allowed(key: str, value: Any, allowed: str) -> ConfigError:
-    """>>> str(not_allowed("seed", -1, "a whole number >= 0"))
+    """The one-line error for ``key=value``.
+
+    >>> str(not_allowed("seed", -1, "a whole number >= 0"))
     'seed=-1 is not allowed: it must be a whole number >= 0'
     """
     return ConfigError(f"{key}={value!r} is not allowed: it must be {allowed}")

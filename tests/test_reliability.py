@@ -181,6 +181,15 @@ if how == "sigterm":  # at the start of a training epoch, as SLURM would at any 
             os.kill(os.getpid(), signal.SIGTERM)
         original(self)
     ClassifierModule.on_train_epoch_start = on_train_epoch_start
+elif how == "submitit_usr2":  # submitit's job handlers: SIGTERM bypassed, SIGUSR2 = requeue, then exit(-1)
+    signal.signal(signal.SIGTERM, lambda signum, frame: print("bypassing SIGTERM", flush=True))
+    signal.signal(signal.SIGUSR2, lambda signum, frame: sys.exit(-1))
+    original = ClassifierModule.on_train_epoch_start
+    def on_train_epoch_start(self):
+        if self.current_epoch == epoch:
+            os.kill(os.getpid(), signal.SIGUSR2)
+        original(self)
+    ClassifierModule.on_train_epoch_start = on_train_epoch_start
 elif how == "kill_after_save":  # right after the checkpoint is saved, before the epoch's train row
     original = ResumeCheckpoint._save_checkpoint
     def save(self, trainer, filepath):
@@ -242,6 +251,18 @@ def test_kill_right_after_the_checkpoint_save_and_a_torn_line_lose_no_row(tmp_pa
     resumed = run_cli(*args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert read_summary(run_dir)["final/test_error"] == read_summary(reference)["final/test_error"]
+    assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference))
+
+
+@pytest.mark.slow
+def test_submitit_requeue_signal_still_ends_the_run_as_interrupted_and_it_resumes(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    args = [*RESUMABLE, f"hydra.run.dir={run_dir}"]
+    requeued = run_with_fault("submitit_usr2:2", *args, cwd=tmp_path)
+    assert requeued.returncode == 255, requeued.stderr[-3000:]  # submitit's own sys.exit(-1), untouched
+    assert read_summary(run_dir)["status"] == "interrupted"
+    resumed = run_cli(*args, cwd=tmp_path)  # what the requeued job runs
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference))
 
 

@@ -181,6 +181,14 @@ if how == "sigterm":  # at the start of a training epoch, as SLURM would at any 
             os.kill(os.getpid(), signal.SIGTERM)
         original(self)
     ClassifierModule.on_train_epoch_start = on_train_epoch_start
+elif how == "sigterm_owned_elsewhere":  # a SIGTERM handler of someone else's (submitit's bypass)
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    original = ClassifierModule.on_train_epoch_start
+    def on_train_epoch_start(self):
+        if self.current_epoch == epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+        original(self)
+    ClassifierModule.on_train_epoch_start = on_train_epoch_start
 elif how == "submitit_usr2":  # submitit's job handlers: SIGTERM bypassed, SIGUSR2 = requeue, then exit(-1)
     signal.signal(signal.SIGTERM, lambda signum, frame: print("bypassing SIGTERM", flush=True))
     signal.signal(signal.SIGUSR2, lambda signum, frame: sys.exit(-1))
@@ -264,6 +272,14 @@ def test_submitit_requeue_signal_still_ends_the_run_as_interrupted_and_it_resume
     resumed = run_cli(*args, cwd=tmp_path)  # what the requeued job runs
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference))
+
+
+@pytest.mark.slow
+def test_sigterm_that_lightning_handles_still_exits_non_zero(tmp_path):
+    run_dir = tmp_path / "run"
+    stopped = run_with_fault("sigterm_owned_elsewhere:2", *RESUMABLE, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]  # Lightning's SIGTERMException exits 0 by itself
+    assert read_summary(run_dir)["status"] == "interrupted"
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from critical_periods.callbacks.checkpoint import ResumeCheckpoint
 from critical_periods.callbacks.stop import StopWhenRequested
@@ -267,7 +268,8 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except BaseException as err:
-        signum = received_signal()
+        # Lightning stops on SIGTERM itself too, even where another handler owns the signal (submitit).
+        signum = received_signal() or (signal.SIGTERM if isinstance(err, SIGTERMException) else None)
         if signum is not None and is_interruption(err):
             print(f"interrupted by {signal.Signals(signum).name}: {cfg.paths.output_dir} resumes on re-run", file=sys.stderr)
             raise SystemExit(exit_code(signum)) from None

@@ -52,7 +52,7 @@ def run_job(sweep: Path, job: str, overrides: list[str]) -> Path:
     job_dir = sweep / job
     write_job(job_dir, overrides)
     summary = train(compose_cfg(job_dir, overrides))
-    assert summary["status"] == "completed"
+    assert summary.status == "completed"
     return job_dir
 
 

@@ -80,7 +80,7 @@ def test_rerun_with_a_different_config_in_the_same_folder_is_refused(make_cfg, t
     from critical_periods.train import train
 
     train(make_cfg())
-    with pytest.raises(ValueError, match=r"different config \(differs in: optim\)"):
+    with pytest.raises(ValueError, match=r"different config \(differs in: optim.lr\)"):
         train(make_cfg("optim.lr=0.2"))
     assert read_summary(tmp_path)["config"]["optim"]["lr"] == 0.05  # the first run's record is intact
 
@@ -134,8 +134,9 @@ def test_resume_checkpoint_is_throttled_by_wall_time_but_always_written_after_th
         def __init__(self):
             self.exists = []
 
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.exists.append(last_checkpoint(tmp_path) is not None)
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 0:  # once the epoch-start hooks have run (the checkpoint is promoted by then)
+                self.exists.append(last_checkpoint(tmp_path) is not None)
 
     datamodule = DeficitDataModule(lambda: load_synthetic(num_samples=200, test_samples=50, input_dim=8, num_classes=3))
     datamodule.setup()
@@ -147,3 +148,4 @@ def test_resume_checkpoint_is_throttled_by_wall_time_but_always_written_after_th
     trainer.fit(module, datamodule=datamodule)
     assert seen.exists == expected
     assert checkpoint_epoch(last_checkpoint(tmp_path)) == 2  # the last epoch is always saved
+    assert not list(tmp_path.rglob("*.pending"))  # and made the resume checkpoint at the end

@@ -15,7 +15,7 @@ from conftest import TINY, run_cli
 def test_run_writes_a_complete_record(make_cfg, tmp_path):
     summary = train(make_cfg("deficit=blur", "deficit.length=2", "schedule.epochs_after_deficit=1"))
     on_disk = read_summary(tmp_path)
-    assert on_disk == json.loads(json.dumps(summary))
+    assert on_disk == json.loads(json.dumps(summary.to_json()))
     assert on_disk["status"] == "completed"
     assert (on_disk["deficit"], on_disk["onset"], on_disk["length"], on_disk["epochs"], on_disk["seed"]) == ("blur", 0, 2, 3, 0)
     assert on_disk["final/test_error"] == pytest.approx(1 - on_disk["final/test_acc"])
@@ -37,10 +37,10 @@ def test_lr_decays_per_epoch(make_cfg, tmp_path):
 
 def test_non_finite_loss_is_recorded_as_diverged(make_cfg, tmp_path):
     summary = train(make_cfg("optim.lr=1e12", "optim.momentum=0.0", "deficit.length=3", "schedule.epochs_after_deficit=5"))
-    assert summary["status"] == "diverged"
+    assert summary.status == "diverged"
     assert read_summary(tmp_path)["status"] == "diverged"
-    assert summary["epochs_trained"] < 8
-    assert "final/test_error" not in summary
+    assert summary.epochs_trained < 8
+    assert summary.test_error is None and "final/test_error" not in read_summary(tmp_path)
 
 
 def test_a_crash_mid_training_is_recorded_as_failed_and_reraised(make_cfg, tmp_path, monkeypatch):

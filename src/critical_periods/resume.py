@@ -5,43 +5,44 @@ job in the directory it used before. What is there decides what happens:
 
 * ``summary.json`` says completed or diverged: the result is final; the job is skipped.
 * a ``checkpoints/last.ckpt`` (the run was killed, pre-empted or crashed): training resumes from it,
-  and ``metrics.jsonl`` is cut back to the checkpoint's epoch so no epoch is logged twice.
+  and ``metrics.jsonl`` is cut back to the checkpoint's epoch so every row appears once.
 * nothing: a fresh start.
 
-A directory holding a run of a *different* config is never reused silently: that is an error.
+A directory holding a run of a *different* config (see ``result_keys``) is never reused silently.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from critical_periods.records import METRICS_FILE, write_text_atomic
+from critical_periods.metric_names import EPOCH
+from critical_periods.records import METRICS_FILE, Summary, write_text_atomic
+from critical_periods.result_keys import differing_keys
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("completed", "diverged")
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last"  # file stem; written by callbacks.checkpoint.ResumeCheckpoint
-# The parts of the config that decide a run's numbers (not where it writes or how it reports).
-RESULT_KEYS = ("data", "model", "deficit", "optim", "schedule", "seed", "probes")
 
 
-def result_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {key: config.get(key) for key in RESULT_KEYS}
+class ResumeError(ValueError):
+    """The run folder cannot be resumed as it is (another config's run, a corrupt checkpoint)."""
 
 
-def check_same_run(previous: dict[str, Any], config: dict[str, Any], run_dir: Path) -> None:
-    """Raise if ``run_dir`` holds a run whose result-deciding config differs from ``config``."""
-    old, new = result_config(previous.get("config", {})), result_config(config)
-    if old != new:
-        differing = sorted(key for key in RESULT_KEYS if old.get(key) != new.get(key))
-        raise ValueError(
-            f"{run_dir} already holds a run with a different config (differs in: {', '.join(differing)}); "
+def check_same_run(previous: Summary, config: dict[str, Any], run_dir: Path) -> None:
+    """Raise if ``run_dir`` holds a run whose result keys differ from ``config``'s."""
+    differing = differing_keys(previous.config, config)
+    if differing:
+        shown = ", ".join(differing[:5]) + (", ..." if len(differing) > 5 else "")
+        raise ResumeError(
+            f"{run_dir} already holds a run with a different config (differs in: {shown}); "
             f"it is not overwritten. Give this run another directory (name=..., hydra.run.dir=... or "
             f"hydra.sweep.dir=...), or delete that one to start over."
         )
@@ -53,18 +54,44 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 
 def checkpoint_epoch(path: Path) -> int:
-    """The last epoch fully trained when ``path`` was saved (Lightning stores the epoch it ended)."""
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    """The last epoch fully trained when ``path`` was saved (Lightning stores the epoch it ended).
+    Raises :class:`ResumeError` naming the file if it cannot be read."""
+    try:
+        # weights_only: a checkpoint is data; Lightning's own loader reads it the same way.
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        raise ResumeError(
+            f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart this run from epoch 0"
+        ) from None
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
 
 
 def trim_metrics(run_dir: Path, last_epoch: int | None) -> None:
-    """Keep the metric rows up to ``last_epoch`` (all of them dropped for ``None``), atomically."""
+    """Keep the metric rows of epochs up to ``last_epoch`` (all dropped for ``None``), atomically.
+
+    Rows without an epoch (the ``final/*`` row) are dropped: they come after training, so a resumed
+    run logs them again. A line that is not JSON (torn by a full disk or a kill mid-write) is dropped
+    with a warning instead of blocking the resume."""
     path = run_dir / METRICS_FILE
     if not path.exists():
         return
     with open(path) as f:
-        rows = [line for line in f if line.strip()]
-    kept = [] if last_epoch is None else [line for line in rows if json.loads(line).get("epoch", 0) <= last_epoch]
+        lines = [line if line.endswith("\n") else line + "\n" for line in f if line.strip()]
+    parsed = [(line, _parse(line)) for line in lines]
+    torn = sum(row is None for _, row in parsed)
+    if torn:
+        log.warning("%s: dropped %d unreadable line(s) (cut short by a kill or a full disk)", path, torn)
+    kept = [] if last_epoch is None else [
+        line for line, row in parsed
+        if row is not None and isinstance(row.get(EPOCH), int) and row[EPOCH] <= last_epoch
+    ]
     write_text_atomic(path, "".join(kept))
-    if len(kept) != len(rows):
-        log.info("dropped %d metric rows logged after the checkpoint", len(rows) - len(kept))
+    if len(kept) != len(lines) - torn:
+        log.info("dropped %d metric rows logged after the checkpoint", len(lines) - torn - len(kept))

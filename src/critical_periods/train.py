@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -18,17 +19,23 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from critical_periods.callbacks.checkpoint import ResumeCheckpoint
+from critical_periods.callbacks.stop import StopWhenRequested
 from critical_periods.data.datamodule import DeficitDataModule
+from critical_periods.metric_names import FINAL_PREFIX, FINAL_TEST_ACC, FINAL_TEST_ERROR, FINAL_TEST_LOSS, TEST_ACC, TEST_LOSS
 from critical_periods.module import ClassifierModule
-from critical_periods.records import SUMMARY_FILE, RunRecordLogger, read_summary, write_json_atomic
-from critical_periods.resume import (
-    FINISHED, check_same_run, checkpoint_epoch, last_checkpoint, trim_metrics,
-)
+from critical_periods.records import FINISHED, SUMMARY_FILE, RunRecordLogger, Status, Summary, load_summary, write_summary
+from critical_periods.resume import ResumeError, check_same_run, checkpoint_epoch, last_checkpoint, trim_metrics
+from critical_periods.run_lock import RunFolderBusy, RunLock
 from critical_periods.schedule import lr_factor, total_epochs
+from critical_periods.signals import exit_code, received_signal, stop_on_signals
+from critical_periods.stopping import StopRequested, clear_stop, raise_if_stop_requested
+from critical_periods.validation import ConfigError, check_config, check_probe_size
 from critical_periods.wandb_run import finish_wandb, make_wandb_logger, wandb_run_id
 
 log = logging.getLogger(__name__)
@@ -67,30 +74,23 @@ def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list, callbacks: li
     )
 
 
-def summary_of(cfg: DictConfig, config: dict[str, Any], datamodule: DeficitDataModule, epochs: int) -> dict[str, Any]:
-    """The essentials every analysis needs, beside the resolved ``config``."""
-    return {
-        "status": "running",
-        "deficit": datamodule.deficit.kind,
-        "onset": datamodule.deficit.onset,
-        "length": datamodule.deficit.length,
-        "epochs": epochs,
-        "seed": cfg.seed,
-        "name": cfg.name,
-        "config": config,
-    }
+def summary_of(cfg: DictConfig, config: dict[str, Any], datamodule: DeficitDataModule, epochs: int) -> Summary:
+    """The record of a run that has just started: what every analysis needs, beside the resolved ``config``."""
+    deficit = datamodule.deficit
+    return Summary(status=Status.RUNNING, deficit=deficit.kind, onset=deficit.onset, length=deficit.length,
+                   epochs=epochs, seed=cfg.seed, name=cfg.name, config=config)
 
 
 def final_metrics(trainer: pl.Trainer, test_results: list[dict[str, float]]) -> dict[str, float]:
     # The last epoch's train/val numbers (not val_deficit/*: its last value dates from the deficit).
     metrics = {
-        f"final/{key.replace('/', '_')}": float(value)
+        f"{FINAL_PREFIX}{key.replace('/', '_')}": float(value)
         for key, value in trainer.callback_metrics.items()
         if key.split("/")[0] in ("train", "val", "test")
     }
-    test_acc = test_results[0]["test/acc"]
-    metrics.update({"final/test_acc": test_acc, "final/test_error": 1.0 - test_acc})
-    metrics["final/test_loss"] = test_results[0]["test/loss"]
+    test_acc = test_results[0][TEST_ACC]
+    metrics.update({FINAL_TEST_ACC: test_acc, FINAL_TEST_ERROR: 1.0 - test_acc})
+    metrics[FINAL_TEST_LOSS] = test_results[0][TEST_LOSS]
     return metrics
 
 
@@ -107,84 +107,174 @@ def set_threads(threads: int | None) -> None:
 
 
 def checkpoint_callbacks(cfg: DictConfig, out_dir: Path) -> list[pl.Callback]:
+    """The resume checkpoint (none with ``checkpoint.every_n_epochs=0``)."""
     every = cfg.checkpoint.every_n_epochs
     if not every:
         return []
     return [ResumeCheckpoint(out_dir, every_n_epochs=every, min_seconds=cfg.checkpoint.min_seconds)]
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
-    """Fit and test one run; write ``summary.json`` (status completed/diverged/failed) whatever happens.
+def prepare(cfg: DictConfig) -> tuple[DeficitDataModule, int, ClassifierModule, list[pl.Callback]]:
+    """Data, epochs, module and probe callbacks from the config. Everything that can reject the
+    config or the data runs here, so a bad value or a bad file is a one-line :class:`ConfigError`."""
+    try:
+        datamodule = build_datamodule(cfg)
+        schedule = cfg.schedule
+        epochs = total_epochs(schedule.mode, datamodule.deficit.end, schedule.epochs, schedule.epochs_after_deficit)
+        factor = lr_factor(
+            schedule.lr_schedule, schedule.lr_gamma, schedule.lr_step_size, schedule.lr_restart,
+            datamodule.deficit.end, datamodule.deficit.length,
+        )
+        model = hydra.utils.instantiate(cfg.model)(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+        module = ClassifierModule(model, datamodule.num_classes, hydra.utils.instantiate(cfg.optim), factor)
+        probes = [hydra.utils.instantiate(cfg.probes)] if cfg.get("probes") else []
+    except (ValueError, OSError, TypeError, InstantiationException) as err:
+        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
+        raise ConfigError(" ".join(str(cause).split())) from err
+    check_probe_size(cfg, len(datamodule.y_train))
+    return datamodule, epochs, module, probes
 
-    Returns the summary. Errors in the config are raised before anything is trained, and leave the
-    run directory as it was. A finished run in ``paths.output_dir`` is returned without training; an
-    interrupted one resumes from its last checkpoint (see ``critical_periods.resume``).
+
+def resume_point(out_dir: Path, config: dict[str, Any]) -> tuple[Summary | None, Path | None, int | None]:
+    """What ``out_dir`` holds: its summary, the checkpoint to resume from and that checkpoint's epoch.
+    Raises :class:`ResumeError` (one line) if the folder holds another config's run or a bad file."""
+    try:
+        previous = load_summary(out_dir)
+    except ValueError as err:
+        raise ResumeError(f"{err}; delete it to start this run over") from None
+    if previous is None:
+        return None, None, None
+    check_same_run(previous, config, out_dir)
+    checkpoint = last_checkpoint(out_dir)
+    return previous, checkpoint, checkpoint_epoch(checkpoint) if checkpoint is not None else None
+
+
+def record_end(out_dir: Path, summary: Summary, error: BaseException) -> None:
+    """Write the record of a run that ``error`` ended. If that write fails too (a full disk), the
+    training error is still the one raised, with the write error noted on it and logged."""
+    try:
+        write_summary(out_dir, summary)
+    except Exception as write_error:
+        note = (f"and the run record {out_dir / SUMMARY_FILE} could not be written "
+                f"({type(write_error).__name__}: {write_error}); it still says '{Status.RUNNING}'")
+        log.error("run ended by %s: %s %s", type(error).__name__, error, note)
+        error.add_note(note)
+
+
+def is_interruption(error: BaseException) -> bool:
+    """A stop request, Ctrl+C, or a SystemExit (Lightning's SIGTERM exit, submitit's exit after requeue)."""
+    return isinstance(error, (StopRequested, KeyboardInterrupt, SystemExit))
+
+
+def train(cfg: DictConfig) -> Summary | None:
+    """Fit and test one run; write ``summary.json`` (status completed/diverged/failed/interrupted).
+
+    Returns the summary, or ``None`` when another live process holds the run folder (the job is
+    skipped and nothing is written). Bad config values, bad data files and a folder that cannot be
+    resumed raise a one-line :class:`ConfigError`/:class:`ResumeError` before the folder is claimed.
+    A finished run in ``paths.output_dir`` is returned without training; an interrupted one resumes
+    from its last checkpoint (see ``critical_periods.resume``). A stop requested by a signal ends the
+    run as ``interrupted`` and re-raises (``StopRequested`` or ``SystemExit``).
     """
     quiet_lightning()
+    clear_stop()
     out_dir = Path(cfg.paths.output_dir)
+    check_config(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
-    previous = read_summary(out_dir)
-    if previous is not None:
-        check_same_run(previous, config, out_dir)
-        if previous["status"] in FINISHED:
-            log.info("skipped: %s already holds a %s run", out_dir, previous["status"])
-            return previous
+    previous, _, _ = resume_point(out_dir, config)
+    if previous is not None and previous.status in FINISHED:
+        log.info("skipped: %s already holds a %s run", out_dir, previous.status)
+        return previous
     set_threads(cfg.get("threads"))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    # Everything that can reject the config runs first.
-    datamodule = build_datamodule(cfg)
-    schedule = cfg.schedule
-    epochs = total_epochs(schedule.mode, datamodule.deficit.end, schedule.epochs, schedule.epochs_after_deficit)
-    factor = lr_factor(
-        schedule.lr_schedule, schedule.lr_gamma, schedule.lr_step_size, schedule.lr_restart,
-        datamodule.deficit.end, datamodule.deficit.length,
-    )
-    model = hydra.utils.instantiate(cfg.model)(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
-    module = ClassifierModule(model, datamodule.num_classes, hydra.utils.instantiate(cfg.optim), factor)
-    callbacks = [hydra.utils.instantiate(cfg.probes)] if cfg.get("probes") else []
-    callbacks += checkpoint_callbacks(cfg, out_dir)
-
-    # From here on the run directory is this run's.
-    checkpoint = last_checkpoint(out_dir) if previous is not None else None
-    resumed_from = checkpoint_epoch(checkpoint) if checkpoint is not None else None
-    trim_metrics(out_dir, resumed_from)
-    summary = summary_of(cfg, config, datamodule, epochs)
-    summary["wandb_id"] = (previous or {}).get("wandb_id") or wandb_run_id()
-    if resumed_from is not None:
-        summary["resumed_from_epoch"] = resumed_from
-        log.info("resuming %s after epoch %d", out_dir, resumed_from)
-    write_json_atomic(out_dir / SUMMARY_FILE, summary)
-    loggers: list = [RunRecordLogger(out_dir)]
-    if cfg.logger:
-        loggers.append(make_wandb_logger(cfg, out_dir, summary["wandb_id"]))
-    trainer = build_trainer(cfg, epochs, loggers, callbacks)
+    datamodule, epochs, module, probes = prepare(cfg)
 
     try:
-        started = time.perf_counter()
-        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
-        summary["fit_seconds"] = time.perf_counter() - started
-        if module.diverged:
-            summary.update(status="diverged", epochs_trained=trainer.current_epoch)
-        else:
-            test_results = trainer.test(module, datamodule=datamodule, verbose=False)
-            summary.update(final_metrics(trainer, test_results), status="completed", epochs_trained=trainer.current_epoch)
-            for logger in loggers:
-                logger.log_metrics({k: v for k, v in summary.items() if k.startswith("final/")}, step=trainer.global_step)
-    except BaseException as error:  # KeyboardInterrupt too: the record must say the run did not finish
-        summary.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
-        raise
+        lock = RunLock(out_dir)
+        lock.acquire()
+    except RunFolderBusy as busy:
+        log.warning("skipped: %s", busy)
+        return None
+    try:
+        # Authoritative now that the folder is ours (another process may have finished it meanwhile).
+        previous, checkpoint, resumed_from = resume_point(out_dir, config)
+        if previous is not None and previous.status in FINISHED:
+            log.info("skipped: %s already holds a %s run", out_dir, previous.status)
+            return previous
+        return fit_and_test(cfg, out_dir, config, datamodule, epochs, module, probes, previous, checkpoint, resumed_from)
     finally:
-        write_json_atomic(out_dir / SUMMARY_FILE, summary)
-        finish_wandb(failed=summary["status"] == "failed")
-    log.info("%s: %s, test error %s -> %s", summary["status"], out_dir, summary.get("final/test_error"), out_dir / SUMMARY_FILE)
+        lock.release()
+
+
+def fit_and_test(cfg: DictConfig, out_dir: Path, config: dict[str, Any], datamodule: DeficitDataModule, epochs: int,
+                 module: ClassifierModule, probes: list[pl.Callback], previous: Summary | None,
+                 checkpoint: Path | None, resumed_from: int | None) -> Summary:
+    """The part of ``train`` that owns the run folder."""
+    trim_metrics(out_dir, resumed_from)
+    summary = summary_of(cfg, config, datamodule, epochs)
+    summary.wandb_id = (previous.wandb_id if previous is not None else None) or wandb_run_id()
+    if resumed_from is not None:
+        summary.resumed_from_epoch = resumed_from
+        log.info("resuming %s after epoch %d", out_dir, resumed_from)
+        for callback in probes:
+            callback.at_start = False  # its at-start row is in the record already; once is enough
+    write_summary(out_dir, summary)
+    loggers: list = [RunRecordLogger(out_dir)]
+    if cfg.logger:
+        wandb_logger = make_wandb_logger(cfg, out_dir, summary.wandb_id)
+        loggers += [wandb_logger] if wandb_logger is not None else []
+    callbacks = [*probes, *checkpoint_callbacks(cfg, out_dir), StopWhenRequested()]
+    trainer = build_trainer(cfg, epochs, loggers, callbacks)
+
+    with stop_on_signals():
+        try:
+            started = time.perf_counter()
+            trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+            raise_if_stop_requested()  # a signal in the fit's last moments
+            summary.fit_seconds = time.perf_counter() - started
+            summary.epochs_trained = trainer.current_epoch
+            if module.diverged:
+                summary.status = Status.DIVERGED
+            else:
+                test_results = trainer.test(module, datamodule=datamodule, verbose=False)
+                raise_if_stop_requested()
+                summary.final = final_metrics(trainer, test_results)
+                summary.status = Status.COMPLETED
+                for logger in loggers:
+                    logger.log_metrics(dict(summary.final), step=trainer.global_step)
+        except BaseException as error:
+            summary.status = Status.INTERRUPTED if is_interruption(error) else Status.FAILED
+            summary.error = f"{type(error).__name__}: {error}"
+            summary.traceback = traceback.format_exc()
+            record_end(out_dir, summary, error)
+            finish_wandb(failed=True)
+            raise
+    write_summary(out_dir, summary)
+    finish_wandb(failed=False)
+    log.info("%s: %s, test error %s -> %s", summary.status, out_dir, summary.test_error, out_dir / SUMMARY_FILE)
     return summary
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    summary = train(cfg)
-    return summary.get("final/test_error")
+    """Exit codes: 0 done (or skipped), 2 bad input (one line on stderr; HYDRA_FULL_ERROR=1 for the
+    traceback), 128 + signal when stopped by a signal (143: SIGTERM), 1 any other failure. A
+    multirun stops at the first job that exits non-zero this way."""
+    try:
+        summary = train(cfg)
+    except (ConfigError, ResumeError) as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except BaseException as err:
+        # Lightning stops on SIGTERM itself too, even where another handler owns the signal (submitit).
+        signum = received_signal() or (signal.SIGTERM if isinstance(err, SIGTERMException) else None)
+        if signum is not None and is_interruption(err):
+            print(f"interrupted by {signal.Signals(signum).name}: {cfg.paths.output_dir} resumes on re-run", file=sys.stderr)
+            raise SystemExit(exit_code(signum)) from None
+        raise
+    return summary.test_error if summary is not None else None
 
 
 if __name__ == "__main__":

@@ -7,21 +7,20 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from critical_periods.analysis.runs import RUNNING, Run
+from critical_periods.analysis.runs import Run
 from critical_periods.analysis.tables import Cell, baselines, removal_table, sensitivity_table
-
-STATUS_ORDER = ("completed", "diverged", "failed", RUNNING)
+from critical_periods.records import Status
 
 
 def status_summary(runs: Sequence[Run]) -> str:
     """``"12 runs: 10 completed, 1 failed (job: error), 1 running (job); skipped from figures: ..."``"""
     counts = Counter(r.status for r in runs)
     parts = []
-    for status in [*STATUS_ORDER, *sorted(set(counts) - set(STATUS_ORDER))]:
+    for status in Status:  # in the order of the enum
         if not counts[status]:
             continue
-        part = f"{counts[status]} {status}"
-        if status != "completed":
+        part = f"{counts[status]} {status.value.replace('_', ' ')}"
+        if status != Status.COMPLETED:
             detail = "; ".join(f"{r.job}: {r.error}" if r.error else r.job for r in runs if r.status == status)
             part += f" ({detail})"
         parts.append(part)

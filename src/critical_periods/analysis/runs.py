@@ -17,15 +17,15 @@ from typing import Any
 
 import yaml
 
-from critical_periods.records import METRICS_FILE, SUMMARY_FILE, read_metrics, read_summary
+from critical_periods.records import METRICS_FILE, SUMMARY_FILE, Status, Summary, load_summary, read_metrics
+from critical_periods.result_keys import is_result_key
+from critical_periods.run_lock import is_held
 
 SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra"})
-RUNNING = "running"  # still running, or killed before its summary could record an end
 
-# Config keys that do not make two runs different experiments: the seed and its copies, where the
-# files go, how progress is shown and logged, what is probed, and the deficit (its kind, onset and
-# length are the analysis' own axes).
-NOT_A_CONDITION = ("seed", "name", "paths", "hydra", "logger", "probes", "trainer", "deficit")
+# The analysis' own axes: every run is placed by its deficit and averaged over seeds. Every other
+# result key (``result_keys.RESULT_KEYS``) that varies between runs makes a condition.
+CONDITION_AXES = ("seed", "deficit")
 
 
 class SweepError(ValueError):
@@ -36,17 +36,18 @@ class SweepError(ValueError):
 class Run:
     """One job of the sweep, as its record on disk describes it.
 
-    ``status`` is the summary's: ``completed``, ``diverged``, ``failed``, or ``running`` (training
-    writes a summary saying so when it starts); a job without ``summary.json`` is ``running`` too.
-    ``running`` means still running, or killed before it could record an end. Fields the record does not give are ``None``. ``test_error`` is
-    ``final/test_error`` = 1 - test accuracy, a fraction (not percent).
+    ``status`` (a :class:`Status`) is the summary's, except: a job without ``summary.json`` is
+    ``running`` if it logged metrics and ``not_started`` if it holds only Hydra's files (rejected or
+    skipped before training); a summary that says ``running`` while no process holds the folder's
+    lock is ``interrupted`` (killed without a chance to say so). Fields the record does not give are
+    ``None``. ``test_error`` is ``final/test_error`` = 1 - test accuracy, a fraction (not percent).
     """
 
     job: str                      # the job directory, relative to the sweep directory
     path: Path
     overrides: tuple[str, ...]    # the job's Hydra overrides (.hydra/overrides.yaml)
-    status: str
-    summary: dict[str, Any] | None
+    status: Status
+    summary: Summary | None
     config: dict[str, Any]        # resolved (from summary.json) or raw (.hydra/config.yaml) config
     metrics: list[dict[str, Any]] = field(repr=False, default_factory=list)
     notes: list[str] = field(default_factory=list)  # problems met while reading the record
@@ -54,9 +55,10 @@ class Run:
     # -- what the summary (or, for a running job, the config) says --------------------------------
 
     def _get(self, key: str, *config_path: str) -> Any:
-        if self.summary is not None and key in self.summary:
-            return self.summary[key]
-        return dig(self.config, *config_path) if config_path else None
+        value = getattr(self.summary, key, None) if self.summary is not None else None
+        if value is None and config_path:
+            return dig(self.config, *config_path)
+        return value
 
     @property
     def name(self) -> str | None:
@@ -65,8 +67,8 @@ class Run:
     @property
     def deficit(self) -> str | None:
         """The deficit kind: none | blur | vertical_flip | label_permutation | noise."""
-        if self.summary is not None and "deficit" in self.summary:
-            return self.summary["deficit"]
+        if self.summary is not None and self.summary.deficit is not None:
+            return self.summary.deficit
         target = dig(self.config, "deficit", "_target_")
         return deficit_kind(target) if isinstance(target, str) else None
 
@@ -122,15 +124,15 @@ class Run:
 
     @property
     def test_error(self) -> float | None:
-        return self._get("final/test_error")
+        return self.summary.test_error if self.summary is not None else None
 
     @property
     def test_acc(self) -> float | None:
-        return self._get("final/test_acc")
+        return self.summary.test_acc if self.summary is not None else None
 
     @property
     def test_loss(self) -> float | None:
-        return self._get("final/test_loss")
+        return self.summary.test_loss if self.summary is not None else None
 
     @property
     def fit_seconds(self) -> float | None:
@@ -146,7 +148,7 @@ class Run:
 
     @property
     def completed(self) -> bool:
-        return self.status == "completed"
+        return self.status == Status.COMPLETED
 
     @property
     def is_baseline(self) -> bool:
@@ -227,23 +229,38 @@ def _read_metrics_tolerant(job_dir: Path, notes: list[str]) -> list[dict[str, An
         return rows
 
 
+def status_of(job_dir: Path, summary: Summary | None, metrics: list[dict[str, Any]]) -> Status:
+    if summary is None:
+        return Status.RUNNING if metrics else Status.NOT_STARTED
+    if summary.status == Status.RUNNING and is_held(job_dir) is False:
+        return Status.INTERRUPTED  # its process is gone (the OS dropped the lock) without recording an end
+    return summary.status
+
+
 def load_run(job_dir: Path, sweep_dir: Path) -> Run:
+    """The job's record. An unreadable ``summary.json`` (torn, not a summary) is read as missing,
+    with a note naming the file."""
     notes: list[str] = []
-    summary = read_summary(job_dir)
+    try:
+        summary = load_summary(job_dir)
+    except ValueError as err:
+        summary = None
+        notes.append(f"{err}; read as if it had no summary")
     if summary is not None:
-        config = summary.get("config") or {}
+        config = summary.config
     else:
         config_path = job_dir / ".hydra" / "config.yaml"
         config = (yaml.safe_load(config_path.read_text()) or {}) if config_path.is_file() else {}
+    metrics = _read_metrics_tolerant(job_dir, notes)
     job = job_dir.relative_to(sweep_dir).as_posix()
     return Run(
         job=job if job != "" else ".",
         path=job_dir,
         overrides=read_overrides(job_dir),
-        status=summary.get("status", "unknown") if summary is not None else RUNNING,
+        status=status_of(job_dir, summary, metrics),
         summary=summary,
         config=config,
-        metrics=_read_metrics_tolerant(job_dir, notes),
+        metrics=metrics,
         notes=notes,
     )
 
@@ -276,13 +293,13 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 
 
 def varying_settings(runs: Sequence[Run]) -> list[str]:
-    """The resolved-config keys whose values differ between the runs that have a summary, except
-    those in ``NOT_A_CONDITION`` (seed, deficit, paths, logging, probes, trainer plumbing)."""
+    """The result keys (``result_keys``) whose values differ between the runs that have a summary,
+    except the analysis' axes ``CONDITION_AXES`` (seed and deficit)."""
     flats = [flatten(r.config) for r in runs if r.summary is not None and r.config]
     keys = sorted({k for f in flats for k in f})
     return [
         k for k in keys
-        if k.split(".", 1)[0] not in NOT_A_CONDITION and len({f.get(k) for f in flats}) > 1
+        if is_result_key(k) and k.split(".", 1)[0] not in CONDITION_AXES and len({f.get(k) for f in flats}) > 1
     ]
 
 

@@ -69,6 +69,17 @@ class DataArrays:
             raise ValueError(f"y_{split} spans [{low}, {high}], outside [0, {self.num_classes}) = range(num_classes)")
 
 
+def data_root(root: str | os.PathLike) -> Path:
+    """``root`` as an absolute path; a ``ValueError`` naming it if it exists but is not a folder."""
+    path = Path(root).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ValueError(
+            f"{path} is not a directory: paths.data_dir (or CRITICAL_PERIODS_DATA_DIR) must name the folder "
+            f"that holds the data sets"
+        )
+    return path
+
+
 class MissingDataError(FileNotFoundError):
     """Raised when a data set's files are not on disk (and could not be downloaded)."""
 
@@ -87,7 +98,7 @@ class MissingDataError(FileNotFoundError):
         return cls(
             f"{dataset} not found: looked in {where} for {', '.join(files)}{also}. "
             f"Download from {url} into {into or searched[0]}, "
-            f"or set data.download=true on a machine with network access."
+            f"or set data.source.download=true on a machine with network access."
         )
 
 

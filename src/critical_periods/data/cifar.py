@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from critical_periods.data.arrays import DataArrays, MissingDataError, fetch
+from critical_periods.data.arrays import DataArrays, MissingDataError, data_root, fetch
 
 _URL = "https://www.cs.toronto.edu/~kriz/"
 
@@ -40,7 +40,9 @@ def _read_batch(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tenso
         with path.open("rb") as f:
             batch = _ArrayUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
-        raise ValueError(f"{path}: not a CIFAR batch pickle ({err})") from err
+        raise ValueError(
+            f"{path}: not a CIFAR batch pickle ({err}); delete it and unpack the official archive again"
+        ) from err
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise ValueError(f"{path}: expected a dict with keys b'data' and {label_key!r}")
     data, labels = np.asarray(batch[b"data"]), np.asarray(batch[label_key])
@@ -87,7 +89,7 @@ def _load(
     files: list[str], label_key: bytes, num_classes: int, download: bool,
 ) -> DataArrays:
     """Load `root/dirname/<files>`; the last of `files` is the test split, the others the training split in order."""
-    root = Path(root).expanduser().resolve()
+    root = data_root(root)
     directory, archive = root / dirname, root / archive_name
     if not directory.is_dir():
         if not archive.is_file() and download:

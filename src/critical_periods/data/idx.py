@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from critical_periods.data.arrays import DataArrays, MissingDataError, fetch
+from critical_periods.data.arrays import DataArrays, MissingDataError, data_root, fetch
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -31,7 +31,7 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
-        raise ValueError(f"{path}: corrupt gzip file ({err})") from err
+        raise ValueError(f"{path}: corrupt gzip file ({err}); delete it and download it again") from err
     # Magic: two zero bytes, the dtype code, the number of dimensions.
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise ValueError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'})")
@@ -43,7 +43,9 @@ def read_idx(path: Path) -> np.ndarray:
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     expected = header + math.prod(dims) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{path}: {len(raw)} bytes, but the header {dims} promises {expected}")
+        raise ValueError(
+            f"{path}: {len(raw)} bytes, but the header {dims} promises {expected}; delete it and download it again"
+        )
     return np.frombuffer(raw, dtype, offset=header).reshape(dims)
 
 
@@ -72,7 +74,7 @@ def _split(images_path: Path, labels_path: Path) -> tuple[torch.Tensor, torch.Te
 def _load(
     dataset: str, root: str | os.PathLike, subdir: str, torchvision_dir: str, urls: tuple[str, ...], download: bool
 ) -> DataArrays:
-    root = Path(root).expanduser().resolve()
+    root = data_root(root)
     searched = [root / subdir, root / torchvision_dir / "raw"]
     found = None
     for directory in searched:

@@ -42,16 +42,14 @@ def _require_tensorboard() -> None:
             ) from None
 
 
-def build_loggers(cfg: DictConfig, out_dir: Path, wandb_id: str | None) -> list[Logger]:
-    """``[RunRecordLogger, <the chosen logger>]``. A resumed run's csv/tensorboard logs start a new
-    ``version_N`` folder (their files are not appendable); the run record holds the whole run."""
+def build_loggers(cfg: DictConfig, out_dir: Path) -> list[Logger]:
+    """``[RunRecordLogger]`` plus Lightning's CSV or TensorBoard logger when chosen. (W&B is not a
+    Lightning logger here: ``wandb_run`` mirrors the record to it, live online or written at the end.)
+    A resumed run's csv/tensorboard logs start a new ``version_N`` folder (their files cannot be
+    appended to); the run record holds the whole run."""
     loggers: list[Logger] = [RunRecordLogger(out_dir)]
     kind = logger_kind(cfg)
-    if kind == "wandb":
-        from critical_periods.wandb_run import make_wandb_logger  # W&B is imported only when used
-
-        loggers.append(make_wandb_logger(cfg, out_dir, wandb_id))
-    elif kind == "csv":
+    if kind == "csv":
         loggers.append(CSVLogger(save_dir=str(out_dir), name="csv"))
     elif kind == "tensorboard":
         loggers.append(TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", default_hp_metric=False))

@@ -41,6 +41,7 @@ class Status(str, Enum):
     INTERRUPTED = "interrupted"  # stopped by a signal (SIGTERM/SIGINT, pre-emption); resumes on re-run
     RUNNING = "running"          # written at start; still running, or killed without a chance to say so
     NOT_STARTED = "not_started"  # only Hydra's files: rejected or skipped before training (analysis only)
+    DEBUG = "debug"              # a debug=default run (a couple of batches): never a result
 
     def __str__(self) -> str:
         return self.value

@@ -13,8 +13,6 @@ run). The data module is set up exactly as in training (same split, same normali
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 import hydra
 import torch
 from omegaconf import OmegaConf
@@ -22,7 +20,7 @@ from torch import nn
 
 from critical_periods.callbacks.run_config import CONFIG_IN_CHECKPOINT
 from critical_periods.data.datamodule import DeficitDataModule
-from critical_periods.records import read_summary
+from critical_periods.records import Summary, load_summary
 from critical_periods.resume import last_checkpoint
 
 # The LightningModule keeps the network as ``self.model``: its keys in the state dict start with this.
@@ -33,15 +31,15 @@ class RunNotLoadable(ValueError):
     """The folder has no checkpoint or no config to rebuild the model from; the message says which."""
 
 
-def load_run(run_dir: Path | str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, DeficitDataModule, dict[str, Any]]:
-    """``(model in eval mode with the checkpoint's weights, data module set up, summary dict)``."""
+def load_run(run_dir: Path | str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, DeficitDataModule, Summary | None]:
+    """``(model in eval mode with the checkpoint's weights, data module set up, its Summary)``."""
     run_dir = Path(run_dir)
     checkpoint_path = last_checkpoint(run_dir)
     if checkpoint_path is None:
         raise RunNotLoadable(f"{run_dir} has no checkpoints/last.ckpt to load the weights from (was checkpoint.every_n_epochs=0?)")
     checkpoint = torch.load(checkpoint_path, map_location=map_location, weights_only=False)
-    summary = read_summary(run_dir) or {}
-    config = checkpoint.get(CONFIG_IN_CHECKPOINT) or summary.get("config")
+    summary = load_summary(run_dir)
+    config = checkpoint.get(CONFIG_IN_CHECKPOINT) or (summary.config if summary is not None else None)
     if not config:
         raise RunNotLoadable(f"{run_dir}: neither {checkpoint_path.name} nor summary.json holds the run's config")
     cfg = OmegaConf.create(config)

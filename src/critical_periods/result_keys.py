@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 # Everything that decides the numbers a run records (a probe setting changes the probe metrics).
-RESULT_KEYS = ("seed", "data", "model", "deficit", "optim", "schedule", "probes", "trainer.precision")
+RESULT_KEYS = ("seed", "data", "model", "deficit", "optim", "schedule", "probes", "trainer.precision",
+               "trainer.limit_train_batches", "trainer.limit_val_batches", "trainer.limit_test_batches")
 # Inside those: where the data is read from, not what it is.
 NOT_RESULT_KEYS = ("data.source.root", "data.source.download")
 

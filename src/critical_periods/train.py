@@ -19,24 +19,32 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from critical_periods.callbacks.checkpoint import ResumeCheckpoint
+from critical_periods.callbacks.progress import EpochProgress
+from critical_periods.callbacks.run_config import StoreRunConfig
 from critical_periods.callbacks.stop import StopWhenRequested
 from critical_periods.data.datamodule import DeficitDataModule
+from critical_periods.loggers import build_loggers, logger_kind
 from critical_periods.metric_names import FINAL_PREFIX, FINAL_TEST_ACC, FINAL_TEST_ERROR, FINAL_TEST_LOSS, TEST_ACC, TEST_LOSS
+from critical_periods.models.performance import prepare_model
 from critical_periods.module import ClassifierModule
-from critical_periods.records import FINISHED, SUMMARY_FILE, RunRecordLogger, Status, Summary, load_summary, write_summary
+from critical_periods.records import FINISHED, SUMMARY_FILE, Status, Summary, load_summary, read_metrics, write_summary
 from critical_periods.resume import ResumeError, check_same_run, checkpoint_epoch, last_checkpoint, trim_metrics
 from critical_periods.run_lock import RunFolderBusy, RunLock
 from critical_periods.schedule import lr_factor, total_epochs
 from critical_periods.signals import exit_code, received_signal, stop_on_signals
 from critical_periods.stopping import StopRequested, clear_stop, raise_if_stop_requested
 from critical_periods.validation import ConfigError, check_config, check_probe_size
-from critical_periods.wandb_run import finish_wandb, make_wandb_logger, wandb_run_id
+from critical_periods.wandb_run import (
+    MirrorWandbLogger, end_live_run, start_live_run, wandb_run_id, write_offline_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +134,10 @@ def prepare(cfg: DictConfig) -> tuple[DeficitDataModule, int, ClassifierModule, 
             datamodule.deficit.end, datamodule.deficit.length,
         )
         model = hydra.utils.instantiate(cfg.model)(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
-        module = ClassifierModule(model, datamodule.num_classes, hydra.utils.instantiate(cfg.optim), factor)
+        forward = prepare_model(model, **cfg.performance)
+        module = ClassifierModule(model, datamodule.num_classes, hydra.utils.instantiate(cfg.optim), factor, forward)
         probes = [hydra.utils.instantiate(cfg.probes)] if cfg.get("probes") else []
+        logger_kind(cfg)  # an unknown logger, or tensorboard without its package
     except (ValueError, OSError, TypeError, InstantiationException) as err:
         cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
         raise ConfigError(" ".join(str(cause).split())) from err
@@ -159,6 +169,28 @@ def record_end(out_dir: Path, summary: Summary, error: BaseException) -> None:
                 f"({type(write_error).__name__}: {write_error}); it still says '{Status.RUNNING}'")
         log.error("run ended by %s: %s %s", type(error).__name__, error, note)
         error.add_note(note)
+
+
+def steps_per_epoch_to(live: MirrorWandbLogger):
+    """A hook that tells the live W&B logger the epoch's length (its epoch axis needs it)."""
+    def hook(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        live.steps_per_epoch = int(trainer.num_training_batches)
+    return hook
+
+
+def mirror_to_wandb(cfg: DictConfig, out_dir: Path, summary: Summary, live: MirrorWandbLogger | None) -> None:
+    """End the W&B side of a run, whatever its status: finish the live run, or (offline, or the live
+    run failed) write the offline run from the record. Never raises: W&B never fails a run."""
+    if logger_kind(cfg) != "wandb":
+        return
+    if live is not None and end_live_run(live, summary):
+        return
+    try:
+        rows = read_metrics(out_dir)
+    except (OSError, ValueError) as err:
+        log.warning("no W&B run written: the metrics could not be read (%s)", err)
+        return
+    write_offline_run(cfg, out_dir, summary, rows)
 
 
 def is_interruption(error: BaseException) -> bool:
@@ -219,11 +251,12 @@ def fit_and_test(cfg: DictConfig, out_dir: Path, config: dict[str, Any], datamod
         for callback in probes:
             callback.at_start = False  # its at-start row is in the record already; once is enough
     write_summary(out_dir, summary)
-    loggers: list = [RunRecordLogger(out_dir)]
-    if cfg.logger:
-        wandb_logger = make_wandb_logger(cfg, out_dir, summary.wandb_id)
-        loggers += [wandb_logger] if wandb_logger is not None else []
-    callbacks = [*probes, *checkpoint_callbacks(cfg, out_dir), StopWhenRequested()]
+    loggers = build_loggers(cfg, out_dir)
+    live = start_live_run(cfg, out_dir, summary.wandb_id) if logger_kind(cfg) == "wandb" else None
+    callbacks = [*probes, *checkpoint_callbacks(cfg, out_dir), StopWhenRequested(), EpochProgress(), StoreRunConfig(config)]
+    if live is not None:
+        loggers.append(live)
+        callbacks.append(pl.callbacks.LambdaCallback(on_train_start=steps_per_epoch_to(live)))
     trainer = build_trainer(cfg, epochs, loggers, callbacks)
 
     with stop_on_signals():
@@ -239,7 +272,7 @@ def fit_and_test(cfg: DictConfig, out_dir: Path, config: dict[str, Any], datamod
                 test_results = trainer.test(module, datamodule=datamodule, verbose=False)
                 raise_if_stop_requested()
                 summary.final = final_metrics(trainer, test_results)
-                summary.status = Status.COMPLETED
+                summary.status = Status.DEBUG if cfg.get("debug_run") else Status.COMPLETED
                 for logger in loggers:
                     logger.log_metrics(dict(summary.final), step=trainer.global_step)
         except BaseException as error:
@@ -247,20 +280,37 @@ def fit_and_test(cfg: DictConfig, out_dir: Path, config: dict[str, Any], datamod
             summary.error = f"{type(error).__name__}: {error}"
             summary.traceback = traceback.format_exc()
             record_end(out_dir, summary, error)
-            finish_wandb(failed=True)
+            mirror_to_wandb(cfg, out_dir, summary, live)
             raise
     write_summary(out_dir, summary)
-    finish_wandb(failed=False)
+    mirror_to_wandb(cfg, out_dir, summary, live)
     log.info("%s: %s, test error %s -> %s", summary.status, out_dir, summary.test_error, out_dir / SUMMARY_FILE)
     return summary
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """Exit codes: 0 done (or skipped), 2 bad input (one line on stderr; HYDRA_FULL_ERROR=1 for the
-    traceback), 128 + signal when stopped by a signal (143: SIGTERM), 1 any other failure. A
-    multirun stops at the first job that exits non-zero this way."""
+def check_launch(cfg: DictConfig) -> None:
+    """A study file used the wrong way: ``sweep=NAME`` without ``-m`` would silently train one run of
+    its grid, and ``sweep=wandb/NAME`` is a W&B sweep file, not a Hydra study."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    study = hydra_cfg.runtime.choices.get("sweep")
+    if not study:
+        return
+    if study.startswith("wandb/"):
+        raise ConfigError(f"sweep={study} is not allowed: sweeps/wandb/*.yaml are W&B sweep files for `wandb sweep "
+                          f"sweeps/{study}.yaml`; the Hydra study is sweep={study.removeprefix('wandb/')} (with -m)")
+    if hydra_cfg.mode == RunMode.RUN:
+        raise ConfigError(f"sweep={study} is a multirun study: run it with -m (python -m critical_periods.train -m "
+                          f"sweep={study}); for one of its jobs, give that job's values without sweep=")
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """The task of both entry points. Exit codes: 0 done (or skipped), 2 bad input (one line on
+    stderr; HYDRA_FULL_ERROR=1 for the traceback), 128 + signal when stopped by a signal (143:
+    SIGTERM), 1 any other failure. A multirun stops at the first job that exits non-zero this way."""
     try:
+        check_launch(cfg)
         summary = train(cfg)
     except (ConfigError, ResumeError) as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -275,6 +325,11 @@ def main(cfg: DictConfig) -> float | None:
             raise SystemExit(exit_code(signum)) from None
         raise
     return summary.test_error if summary is not None else None
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return run_job(cfg)
 
 
 if __name__ == "__main__":

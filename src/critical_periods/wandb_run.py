@@ -1,28 +1,61 @@
-"""One W&B run per training job: group = the experiment/sweep name, run name = the job's overrides,
-config = the resolved config. Multirun jobs share a process with the basic launcher, so every job
-finishes its run (``finish_wandb``) before the next starts.
+"""One W&B run per training job, complete across resumes: group = the experiment/sweep name, run
+name = the job's overrides, config = the resolved Hydra config, ``job_type="train"``, tags = the
+study, the deficit kind and ``logger.tags``.
 
 W&B is a mirror: the run record (``metrics.jsonl``, ``summary.json``) is the source of truth, and a
-run is never failed because of W&B. If W&B cannot start (no API key, server unreachable: the wait is
-bounded by ``logger.init_timeout`` seconds) the run falls back to an offline W&B run, and to none if
-that fails too; if W&B fails mid-run, it is dropped with a warning and training goes on.
+run is never failed because of W&B.
+
+* **Offline** (the default): nothing goes to W&B while training. When the run ends, whatever its
+  status, one offline run is written from the record (:func:`write_offline_run`): every row of
+  ``metrics.jsonl``, the config, the summary. After a resume it is written again whole under the same
+  id and the earlier copy is removed, so ``wandb sync <run dir>/wandb/offline-run-*`` uploads one
+  complete run (W&B cannot resume an offline run: a live offline run would be split at every resume).
+* **Online**: a live run, resumed by its id (kept in ``summary.json``) after an interruption. If W&B
+  cannot start (no API key, server unreachable: the wait is bounded by ``logger.init_timeout``
+  seconds) or fails mid-run, a warning says so and the offline run is written at the end instead.
+
+Axes: W&B's step is the global optimiser step, and every metric is plotted against ``epoch`` =
+epochs completed (0 for the initial weights, ``e + 1`` for the numbers of epoch ``e``, fractions for
+the probes at early steps), the convention of the analysis figures. Note that ``metrics.jsonl``'s own
+``epoch`` field is the epoch *in progress* (Lightning's), not this axis.
+
+At the end the W&B summary holds the run's ``status`` (a diverged or interrupted run shows it, and
+finishes with exit code 1), its ``final/*`` numbers, and no stale ``val_deficit/acc`` (its last value
+dates from the deficit window).
+
+Under ``wandb agent``, the agent assigns the run and locks the config keys it sweeps (``deficit``,
+``deficit.length``): a swept config *group* would leave ``deficit`` as the option's name and drop
+its resolved fields. The resolved config is written over the locked keys, so the run's config is the
+one the job trained with, whatever the agent set.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import wandb
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
+from critical_periods import metric_names as mn
+from critical_periods.analysis.curves import EPOCH_END_KEYS, epoch_anchors, steps_to_epochs
+from critical_periods.records import Status, Summary
+
 log = logging.getLogger(__name__)
+
+# W&B's x-axis for every metric (define_metric), in epochs completed.
+EPOCH_AXIS = "epoch"
+# Keys whose last value is not the run's state at its end: dropped from the W&B summary.
+STALE_AT_END = (mn.VAL_DEFICIT_ACC,)
+OFFLINE_START_SECONDS = 90.0  # an offline start waits on this machine alone (a loaded one can be slow)
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -39,11 +72,75 @@ def wandb_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def under_agent() -> bool:
+    return "WANDB_SWEEP_ID" in os.environ
+
+
+def run_tags(cfg: DictConfig) -> list[str]:
+    """The study (``cfg.name``), the deficit kind, then ``logger.tags``; no duplicates."""
+    target = str(cfg.deficit.get("_target_", "")) if cfg.get("deficit") else ""
+    from critical_periods.analysis.runs import deficit_kind  # the one spelling of a deficit's kind
+
+    tags = [str(cfg.name), f"deficit:{deficit_kind(target)}" if target else "deficit:none", *cfg.logger.tags]
+    return list(dict.fromkeys(tags))
+
+
+def init_arguments(cfg: DictConfig, out_dir: Path, run_id: str | None, mode: str) -> dict[str, Any]:
+    """What ``wandb.init`` gets, live or written from the record."""
+    settings = cfg.logger
+    timeout = float(settings.init_timeout) if mode != "offline" else OFFLINE_START_SECONDS
+    return dict(
+        project=settings.project,
+        entity=settings.entity,
+        group=cfg.name,
+        name=run_name(cfg),
+        job_type="train",
+        tags=run_tags(cfg),
+        dir=str(out_dir),
+        # Under `wandb agent` the agent assigns the run; otherwise ours, so a resumed job continues it.
+        id=None if under_agent() else run_id,
+        mode=mode,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        settings=wandb.Settings(silent=True, init_timeout=timeout),
+    )
+
+
+def use_resolved_config(run: Any, config: dict[str, Any]) -> None:
+    """Write the resolved config over whatever the sweep agent locked (see the module docstring)."""
+    run.config.update_locked(config, user="critical_periods", _allow_val_change=True)
+
+
+def define_axes(run: Any) -> None:
+    run.define_metric(EPOCH_AXIS)
+    run.define_metric("*", step_metric=EPOCH_AXIS)
+
+
+def finish_summary(run: Any, summary: Summary) -> None:
+    """Status and final numbers into the W&B summary; stale keys out."""
+    run.summary["status"] = str(summary.status)
+    for key, value in summary.final.items():
+        run.summary[key] = value
+    if summary.epochs_trained is not None:
+        run.summary["epochs_trained"] = summary.epochs_trained
+    for key in STALE_AT_END:
+        if key in run.summary.keys():
+            del run.summary[key]
+
+
+def exit_code(summary: Summary) -> int:
+    return 0 if summary.status == Status.COMPLETED else 1
+
+
+# -- online: a live run ---------------------------------------------------------------------------------
+
+
 class MirrorWandbLogger(WandbLogger):
-    """A ``WandbLogger`` whose failures after start-up are warnings: the first one drops W&B for the
-    rest of the run (the run record still gets every row)."""
+    """A ``WandbLogger`` that logs against the epoch axis and whose failures after start-up are
+    warnings: the first one drops W&B for the rest of the run (the record still gets every row, and
+    the offline run is written from it at the end)."""
 
     broken = False
+    steps_per_epoch: int | None = None  # set when training starts (see LiveAxis)
 
     def _guard(self, what: str, call, *args: Any, **kwargs: Any) -> None:
         if self.broken:
@@ -56,10 +153,13 @@ class MirrorWandbLogger(WandbLogger):
                           f"the run record keeps every metric", RuntimeWarning)
 
     def log_metrics(self, metrics, step=None) -> None:
+        metrics = dict(metrics)
+        if step is not None:
+            metrics[EPOCH_AXIS] = live_epoch(metrics, step, self.steps_per_epoch)
         self._guard("log_metrics", super().log_metrics, metrics, step)
 
     def log_hyperparams(self, params, *args, **kwargs) -> None:
-        self._guard("log_hyperparams", super().log_hyperparams, params, *args, **kwargs)
+        """The resolved config went to ``wandb.init``; Lightning's hparams would only repeat it."""
 
     def after_save_checkpoint(self, checkpoint_callback) -> None:
         self._guard("after_save_checkpoint", super().after_save_checkpoint, checkpoint_callback)
@@ -68,43 +168,96 @@ class MirrorWandbLogger(WandbLogger):
         self._guard("finalize", super().finalize, status)
 
 
-def _logger(cfg: DictConfig, out_dir: Path, run_id: str | None, mode: str) -> MirrorWandbLogger:
-    settings = cfg.logger
-    logger = MirrorWandbLogger(
-        project=settings.project,
-        entity=settings.entity,
-        group=cfg.name,
-        name=run_name(cfg),
-        tags=list(settings.tags),
-        save_dir=str(out_dir),
-        # Under `wandb agent` the agent assigns the run; otherwise keep ours so a resumed job continues it.
-        id=None if "WANDB_SWEEP_ID" in os.environ else run_id,
-        mode=mode,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        # The bound is for waiting on a server; an offline start waits on nothing but this machine
-        # (a loaded one can take a while), so it keeps W&B's own limit.
-        settings=wandb.Settings(silent=True, init_timeout=float(settings.init_timeout) if mode != "offline" else 90.0),
-    )
-    # Lightning passes anonymous=None, which current W&B versions warn about on every run.
-    logger._wandb_init.pop("anonymous", None)
+def live_epoch(metrics: dict[str, Any], step: int, steps_per_epoch: int | None) -> float:
+    """Epochs completed for a row logged live: ``e + 1`` for an epoch's own numbers, else step over
+    steps per epoch (the same axis :func:`write_offline_run` computes from the whole record)."""
+    epoch = metrics.get("epoch")
+    if epoch is not None and (EPOCH_END_KEYS & metrics.keys() or not steps_per_epoch):
+        return float(epoch) + 1.0
+    return step / steps_per_epoch if steps_per_epoch else float(step)
+
+
+def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str) -> MirrorWandbLogger | None:
+    """A started online run (or, under ``wandb agent``, the agent's run), or ``None``: offline mode
+    (written from the record at the end), or W&B could not start (warned)."""
+    if cfg.logger.mode == "offline" and not under_agent():
+        return None
+    arguments = init_arguments(cfg, out_dir, run_id, cfg.logger.mode)
+    arguments["save_dir"] = arguments.pop("dir")
+    logger = MirrorWandbLogger(resume="allow" if not under_agent() else None, **arguments)
+    logger._wandb_init.pop("anonymous", None)  # Lightning passes None, which W&B warns about on every run
+    try:
+        run = logger.experiment  # wandb.init, here rather than mid-fit
+        use_resolved_config(run, arguments["config"])
+        define_axes(run)
+    except Exception as err:
+        finish_wandb(failed=True)
+        warnings.warn(f"W&B could not start in {cfg.logger.mode} mode ({type(err).__name__}: {str(err).strip()[:300]}); "
+                      "the run trains without it and an offline W&B run is written from the record at the end",
+                      RuntimeWarning)
+        return None
+    log.info("W&B run (%s mode) in %s/wandb", cfg.logger.mode, out_dir)
     return logger
 
 
-def make_wandb_logger(cfg: DictConfig, out_dir: Path, run_id: str | None = None) -> WandbLogger | None:
-    """A started W&B run in ``logger.mode``; else, with a warning, an offline one; else ``None``."""
-    modes = [cfg.logger.mode] + (["offline"] if cfg.logger.mode != "offline" else [])
-    for mode in modes:
-        logger = _logger(cfg, out_dir, run_id, mode)
-        try:
-            logger.experiment  # noqa: B018 - wandb.init, here rather than mid-fit
-        except Exception as err:
-            finish_wandb(failed=True)
-            warnings.warn(f"W&B could not start in {mode} mode ({type(err).__name__}: {str(err).strip()[:300]})"
-                          + ("; trying offline" if mode != modes[-1] else "; training without W&B"), RuntimeWarning)
-            continue
-        log.info("W&B run (%s mode) in %s/wandb", mode, out_dir)
-        return logger
-    return None
+def end_live_run(logger: MirrorWandbLogger, summary: Summary) -> bool:
+    """Finish a live run with the run's summary; ``False`` if W&B failed (then write it offline)."""
+    if logger.broken:
+        finish_wandb(failed=True)
+        return False
+    try:
+        finish_summary(logger.experiment, summary)
+        wandb.finish(exit_code=exit_code(summary))
+        return True
+    except Exception as err:
+        warnings.warn(f"W&B could not finish its run ({type(err).__name__}: {err})", RuntimeWarning)
+        finish_wandb(failed=True)
+        return False
+
+
+# -- offline: one run written from the record -------------------------------------------------------------
+
+
+def record_epochs(rows: list[dict[str, Any]]) -> list[float]:
+    """Epochs completed of every row (the analysis' convention; see ``analysis.curves``)."""
+    anchors = epoch_anchors(rows)
+    steps = np.asarray([row.get("step") or 0 for row in rows], dtype=float)
+    along = steps_to_epochs(steps, anchors) if len(steps) else steps
+    last = float(anchors[1][-1])
+    epochs = []
+    for row, x in zip(rows, along):
+        if any(key.startswith(mn.FINAL_PREFIX) for key in row):
+            epochs.append(last)
+        elif EPOCH_END_KEYS & row.keys() and isinstance(row.get("epoch"), int):
+            epochs.append(row["epoch"] + 1.0)
+        else:
+            epochs.append(float(x))
+    return epochs
+
+
+def write_offline_run(cfg: DictConfig, out_dir: Path, summary: Summary, rows: list[dict[str, Any]]) -> Path | None:
+    """One complete offline W&B run from the record; returns its folder (``None`` if W&B failed, warned).
+    An earlier offline copy of this run (an interrupted attempt) is replaced."""
+    wandb_dir = out_dir / "wandb"
+    for old in wandb_dir.glob(f"offline-run-*-{summary.wandb_id}"):
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        run = wandb.init(**init_arguments(cfg, out_dir, summary.wandb_id, "offline"))
+        define_axes(run)
+        ordered = sorted(rows, key=lambda row: row.get("step") or 0)  # W&B steps never go back
+        for row, epoch in zip(ordered, record_epochs(ordered)):
+            values = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None}
+            if values:
+                run.log({**values, EPOCH_AXIS: epoch}, step=int(row.get("step") or 0))
+        finish_summary(run, summary)
+        folder = Path(run.dir).parent
+        run.finish(exit_code=exit_code(summary))
+        return folder
+    except Exception as err:
+        finish_wandb(failed=True)
+        warnings.warn(f"the offline W&B run could not be written ({type(err).__name__}: {err}); the run record "
+                      "is complete", RuntimeWarning)
+        return None
 
 
 def finish_wandb(failed: bool) -> None:

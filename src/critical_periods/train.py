@@ -275,6 +275,9 @@ def fit_and_test(cfg: DictConfig, out_dir: Path, config: dict[str, Any], datamod
                 summary.status = Status.DEBUG if cfg.get("debug_run") else Status.COMPLETED
                 for logger in loggers:
                     logger.log_metrics(dict(summary.final), step=trainer.global_step)
+            for logger in loggers:
+                if logger is not live:  # csv/tensorboard write their buffers out (W&B ends below)
+                    logger.finalize("success")
         except BaseException as error:
             summary.status = Status.INTERRUPTED if is_interruption(error) else Status.FAILED
             summary.error = f"{type(error).__name__}: {error}"

@@ -6,7 +6,13 @@ On an MLP 40-512-512-512-10 and a small Conv1d net with BatchNorm (mnist1d input
 times each probe as the callback runs it (``compute_probes``) and the per-example loop that computes
 the same per-example statistic with one ``torch.autograd.grad`` per example; then one training epoch
 (4000 examples, batch 128, SGD) of the same model, for the "probes add <= 50% to a default run"
-check. Prints Markdown tables; best of ``--repeats`` timings. Run it on a quiet machine (``uptime``).
+check. Stiffness is timed with the per-example Gram matrix it is read from, and alone (from a given
+Gram matrix). CKA vs the initial weights and the frequency errors are timed when
+``critical_periods.probes`` has them (their per-run state, the initial kernels and the frequency
+filter, is built before the clock starts, as the callback builds it once per run). Prints Markdown
+tables; best of ``--repeats`` timings. Run it on a quiet machine (``uptime``).
+
+    python benchmarks/probes.py --probe-size 32 --repeats 1    # a quick check that it runs
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from critical_periods.probes import (
     collect_probe_gradients,
     compute_probes,
     per_example_covariance_metrics,
+    stiffness_from_gram,
 )
 
 TRAIN_EXAMPLES, BATCH_SIZE = 4000, 128
@@ -81,6 +88,26 @@ def loop_trace_k(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return float(gram.diagonal().mean() - g.mean(0).square().sum())
 
 
+def representation_rows(model: nn.Module, x: Tensor, y: Tensor, args) -> list[tuple[str, Callable[[], object]]]:
+    """(name, work) of CKA vs init and of the frequency errors, or none if this checkout lacks them."""
+    try:
+        from critical_periods.probes.cka import centred_gram
+        from critical_periods.probes.frequency import probe_filter
+        from critical_periods.probes.representation_probes import RepresentationOptions, representation_metrics
+        from critical_periods.probes.representations import layer_representations
+    except ImportError:
+        return []
+    initial = {k: centred_gram(v.float()) for k, v in layer_representations(model, x, args.chunk_size).items()}
+    low_pass = probe_filter(x)
+    cka, frequency = RepresentationOptions(frequency=False), RepresentationOptions(cka=False)
+    return [
+        ("CKA vs init, every layer (debiased, from the initial kernels)",
+         lambda: representation_metrics(model, x, y, cka, initial, args.chunk_size)),
+        ("Frequency errors (low/high, from the filter matrix)",
+         lambda: representation_metrics(model, x, y, frequency, None, args.chunk_size, low_pass)),
+    ]
+
+
 def train_epoch(model: nn.Module, x: Tensor, y: Tensor) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
@@ -112,7 +139,7 @@ def benchmark(name: str, make_model: Callable[[], nn.Module], x: Tensor, y: Tens
         ("Fisher trace, sampled (m=1)", best_ms(probe(fisher=FisherOptions(samples=1)), args.repeats), loop_ms),
         ("Fisher trace, exact (C classes)", best_ms(probe(fisher=FisherOptions(exact=True)), args.repeats),
          classes * loop_ms),
-        ("Per-example Gram matrix (stiffness, per-example K)", best_ms(probe(stiffness=StiffnessOptions()),
+        ("Per-example Gram matrix + stiffness (probes/full)", best_ms(probe(stiffness=StiffnessOptions()),
          args.repeats), loop_ms),
         ("K from 25 mini-batch gradients of 128 (lambda_K, tr K, cond)",
          best_ms(probe(covariance=covariance, covariance_batches=batches), args.repeats), None),
@@ -121,10 +148,15 @@ def benchmark(name: str, make_model: Callable[[], nn.Module], x: Tensor, y: Tens
         ("Hessian trace (Hutchinson, 10 HVPs)",
          best_ms(probe(hessian=HessianOptions(top_k=0, trace_samples=10)), args.repeats), None),
     ]
+    in_full = len(rows) - 1  # rows[1:] are probes/full: exact Fisher + Gram/stiffness + K + lambda_H^1 + tr H
+    gram = collect_probe_gradients(model, px, py, gram=True, chunk_size=args.chunk_size).gram
+    rows.append(("Stiffness alone, from the Gram matrix (N x N)",
+                 best_ms(lambda: stiffness_from_gram(gram, py, classes), args.repeats), None))
+    rows += [(row, best_ms(work, args.repeats), None) for row, work in representation_rows(model, px, py, args)]
     epoch_ms = best_ms(lambda: train_epoch(make_model(), x, y), args.repeats)
 
     # the probe and the loop agree (same statistic, same true labels)
-    probed = per_example_covariance_metrics(collect_probe_gradients(model, px, py, gram=True).gram)[PER_EXAMPLE_TRACE_K]
+    probed = per_example_covariance_metrics(gram)[PER_EXAMPLE_TRACE_K]
     looped = loop_trace_k(model, px, y=py)
 
     print(f"\n### {name}: {parameters:,} parameters, probe set {args.probe_size}, float32, "
@@ -138,7 +170,7 @@ def benchmark(name: str, make_model: Callable[[], nn.Module], x: Tensor, y: Tens
             print(f"| {probe_name} | {ms:.1f} | {loop:.0f} | {loop / ms:.0f}x |")
     print(f"| one training epoch ({TRAIN_EXAMPLES} examples, batch {BATCH_SIZE}, SGD) | {epoch_ms:.0f} | | |")
     default_ms = rows[0][1]
-    everything_ms = sum(ms for _, ms, _ in rows[1:])  # full.yaml: exact Fisher + Gram + K + lambda_H^1 + tr H
+    everything_ms = sum(ms for _, ms, _ in rows[1 : 1 + in_full])
     print(f"\nprobes/fisher (default) adds {100 * default_ms / epoch_ms:.0f}% per epoch; "
           f"probes/full adds {100 * everything_ms / epoch_ms:.0f}%. "
           f"tr K probe vs loop: relative difference {abs(probed - looped) / abs(looped):.1e}. "

@@ -21,6 +21,9 @@ def test_run_writes_a_complete_record(make_cfg, tmp_path):
     assert on_disk["final/test_error"] == pytest.approx(1 - on_disk["final/test_acc"])
     assert on_disk["config"]["model"]["widths"] == [32]
     rows = read_metrics(tmp_path)
+    last = {key: [r[key] for r in rows if r.get("epoch") == 2 and key in r][-1] for key in ("train/acc", "val/acc")}
+    # final/* holds the last epoch's own train and val numbers too (testing resets Lightning's)
+    assert (on_disk["final/train_acc"], on_disk["final/val_acc"]) == (last["train/acc"], last["val/acc"])
     active = {r["epoch"]: r["deficit/active"] for r in rows if "deficit/active" in r}
     assert active == {0: 1.0, 1: 1.0, 2: 0.0}
     deficit_view = sorted(r["epoch"] for r in rows if "val_deficit/acc" in r)

@@ -89,12 +89,13 @@ def summary_of(cfg: DictConfig, config: dict[str, Any], datamodule: DeficitDataM
                    epochs=epochs, seed=cfg.seed, name=cfg.name, config=config)
 
 
-def final_metrics(trainer: pl.Trainer, test_results: list[dict[str, float]]) -> dict[str, float]:
-    # The last epoch's train/val numbers (not val_deficit/*: its last value dates from the deficit).
+def final_metrics(fit_metrics: dict[str, Any], test_results: list[dict[str, float]]) -> dict[str, float]:
+    """``final/*``: the last epoch's train/val numbers (taken after fit: testing resets Lightning's
+    callback metrics) and the test numbers. Not val_deficit/*: its last value dates from the deficit."""
     metrics = {
         f"{FINAL_PREFIX}{key.replace('/', '_')}": float(value)
-        for key, value in trainer.callback_metrics.items()
-        if key.split("/")[0] in ("train", "val", "test")
+        for key, value in fit_metrics.items()
+        if key.split("/")[0] in ("train", "val")
     }
     test_acc = test_results[0][TEST_ACC]
     metrics.update({FINAL_TEST_ACC: test_acc, FINAL_TEST_ERROR: 1.0 - test_acc})
@@ -269,9 +270,10 @@ def fit_and_test(cfg: DictConfig, out_dir: Path, config: dict[str, Any], datamod
             if module.diverged:
                 summary.status = Status.DIVERGED
             else:
+                fit_metrics = dict(trainer.callback_metrics)
                 test_results = trainer.test(module, datamodule=datamodule, verbose=False)
                 raise_if_stop_requested()
-                summary.final = final_metrics(trainer, test_results)
+                summary.final = final_metrics(fit_metrics, test_results)
                 summary.status = Status.DEBUG if cfg.get("debug_run") else Status.COMPLETED
                 for logger in loggers:
                     logger.log_metrics(dict(summary.final), step=trainer.global_step)

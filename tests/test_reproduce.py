@@ -14,6 +14,9 @@ from critical_periods import metric_names as names
 from critical_periods.analysis.runs import Run
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.report import render_markdown, write_record
+from critical_periods.reproduction.studies import NOT_IN_FOLDER_NAMES, STUDIES
+
+from conftest import CONF_DIR
 
 ALL_KINDS = ["blur", "vertical_flip", "label_permutation", "noise"]
 
@@ -232,6 +235,26 @@ def test_record_json_and_markdown_carry_the_same_claims(tmp_path):
     assert all(f"| {claim.title} | {claim.model} | **{claim.verdict}** |" in markdown for claim in claims)
     with pytest.raises(ValueError, match="verdict='no data' is not allowed"):
         c.Claim("t", "mlp", "p", "o", "r", "no data", "m")
+
+
+def first_of_each_sweep(overrides):
+    """One job of a multirun: the first value of every comma-swept override."""
+    return [o.split("=", 1)[0] + "=" + o.split("=", 1)[1].split(",")[0] if "[" not in o else o for o in overrides]
+
+
+@pytest.mark.parametrize("study", [s for s in STUDIES if not s.missing()], ids=lambda s: s.name)
+def test_every_study_command_composes_and_names_its_job_folders_within_the_limit(study):
+    from hydra import compose, initialize_config_dir
+
+    for overrides in (*study.full, *study.quick):
+        job = [*first_of_each_sweep(overrides), "logger=none", "threads=1"]
+        with initialize_config_dir(CONF_DIR, version_base="1.3"):
+            cfg = compose("train", overrides=job)
+        assert cfg.seed == int(next(o for o in job if o.startswith("seed=")).split("=")[1])
+        # The longest folder name Hydra can make from this command (every swept value at its longest).
+        longest = [o.split("=", 1)[0] + "=" + max(o.split("=", 1)[1].split(","), key=len) for o in overrides]
+        folder = ",".join(sorted(o for o in [*longest, "threads=1"] if o.split("=")[0] not in NOT_IN_FOLDER_NAMES))
+        assert len(folder) < 255, folder
 
 
 @pytest.mark.slow

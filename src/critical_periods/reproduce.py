@@ -47,11 +47,11 @@ def judge(runs: dict[str, Sequence[Run]]) -> tuple[list[c.Claim], list[dict[str,
     all_kinds = ["blur", "vertical_flip", "label_permutation", "noise"]
     decaying = "lr x0.97 per epoch"
     claims = c.critical_period_claims(
-        c.RemovalStudy.of(get("kinds_mlp"), all_kinds, decaying),
-        [c.RemovalStudy.of(get("constant_lr"), all_kinds, "constant lr"),
-         c.RemovalStudy.of(get("lr_restart"), all_kinds, f"{decaying}, restarted at removal")],
+        c.RemovalStudy.of(get("kinds_mlp"), all_kinds, decaying, "mlp"),
+        [c.RemovalStudy.of(get("constant_lr"), all_kinds, "constant lr", "mlp"),
+         c.RemovalStudy.of(get("lr_restart"), all_kinds, f"{decaying}, restarted at removal", "mlp")],
     )
-    claims += c.critical_period_claims(c.RemovalStudy.of(get("kinds_conv1d"), all_kinds, decaying))
+    claims += c.critical_period_claims(c.RemovalStudy.of(get("kinds_conv1d"), all_kinds, decaying, "conv1d"))
     for model in ("mlp", "conv1d"):
         study = get(f"sensitivity_{model}")
         claims += [c.fisher_rise_claim(study, model), c.sensitivity_claim(study, model)]
@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> Path:
         "figures": copy_figures(sweep_dirs, args.docs / "figures"),
     }
     json_path, report = write_record(args.docs, c.jsonable(record))
+    for row in break_even_rows:
+        if not row["compared"]:
+            print(f"left out of {row['study']}: lr {row['lr']}, batch {row['batch_size']}, seed {row['seed']}: max lambda_H^1 "
+                  f"{row['max_lambda_h1']} vs 2/lr {row['two_over_lr']}, break-even epoch {row['break_even_epoch']}, "
+                  f"threshold epoch {row['threshold_epoch']}")
     for claim in claims:
         print(f"{claim.verdict:>15}  {claim.model:>7}  {claim.title}")
     print(f"record: {json_path}\nreport: {report}")

@@ -160,9 +160,11 @@ class RemovalStudy:
     schedule: str  # how the lr moves, in words
 
     @classmethod
-    def of(cls, runs: Sequence[Run], kinds: Sequence[str], schedule: str) -> RemovalStudy:
+    def of(cls, runs: Sequence[Run], kinds: Sequence[str], schedule: str, model: str | None = None) -> RemovalStudy:
+        """``model`` names the study's model when it has no runs to tell (a skipped study)."""
         base, curves = removal_curves(runs, kinds)
-        return cls(runs, base, curves, {k: late_effect(c, base) for k, c in curves.items()}, model_label(runs), schedule)
+        model = model_label(runs) if runs else model or "?"
+        return cls(runs, base, curves, {k: late_effect(c, base) for k, c in curves.items()}, model, schedule)
 
     def converged(self, kind: str) -> bool | None:
         """Did the latest-removal runs of ``kind`` end within UNCONVERGED_GAP of the clean runs' training accuracy?"""

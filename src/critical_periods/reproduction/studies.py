@@ -35,6 +35,7 @@ SEEDS_CRITICAL = "0,1,2"            # >= 3 seeds per model for the critical-peri
 SEEDS_SENSITIVITY = "0,1,2,3"       # >= 4 seeds: the sensitivity is a difference of two noisy errors
 SEEDS_BREAK_EVEN = "0,1"
 REMOVAL_LENGTHS = "20,40,60"        # blur etc. from epoch 0, removed at these epochs
+CONTROL_LENGTHS = "20,60"           # the lr controls: an early and a late removal (budget)
 AFTER_DEFICIT = 40                  # clean epochs after every deficit (Achille et al.: the same for all)
 WINDOW_LENGTH = 40                  # the sensitivity window: Achille Fig. 4's 40 epochs (see the pilots)
 WINDOW_ONSETS = "0,20,40"
@@ -74,19 +75,19 @@ def seeds(text: str) -> list[int]:
 
 
 def removal_study(name: str, model: str, kinds: str, claim: str, schedule: tuple[str, ...] = (),
-                  quick_kinds: str = "blur") -> Study:
+                  quick_kinds: str = "blur", lengths: str = REMOVAL_LENGTHS) -> Study:
     """Achille Fig. 1-2: each kind from epoch 0, removed at each length, AFTER_DEFICIT clean epochs after,
     and the matched no-deficit runs of the same seeds in the same sweep."""
     common = ("sweep=kinds", f"model={model}", f"schedule.epochs_after_deficit={AFTER_DEFICIT}", "probes=none", *schedule)
     quick = ("sweep=kinds", f"model={model}", "schedule.epochs_after_deficit=2", "probes=none", *schedule)
     return Study(
         name, claim,
-        full=((*common, f"deficit={kinds}", f"deficit.length={REMOVAL_LENGTHS}", f"seed={SEEDS_CRITICAL}"),
+        full=((*common, f"deficit={kinds}", f"deficit.length={lengths}", f"seed={SEEDS_CRITICAL}"),
               (*common, "deficit=none", "deficit.length=0", f"seed={SEEDS_CRITICAL}")),
         # one command (each costs a process start): the clean run matches the deficit runs' epochs
         quick=((*quick, f"deficit={quick_kinds},none", "deficit.length=2", "seed=0"),),
         protocol={"models": [model], "deficits": kinds.split(","), "window_length": "from epoch 0 to the removal epoch",
-                  "removal_epochs": seeds(REMOVAL_LENGTHS),
+                  "removal_epochs": seeds(lengths),
                   "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS_CRITICAL),
                   "schedule": " ".join(schedule) or "lr x0.97 per epoch, no restart",
                   "epochs": f"removal epoch + {AFTER_DEFICIT}"},
@@ -126,10 +127,11 @@ STUDIES = (
     removal_study("kinds_conv1d", "conv1d", "blur,vertical_flip,label_permutation,noise",
                   "Achille Fig. 1-2 (conv1d): removal curves of blur, vertical flip, label permutation and noise"),
     removal_study("constant_lr", "mlp", "blur,label_permutation,noise",
-                  "lr control (MLP): the removal curves at a constant lr", ("schedule.lr_schedule=constant",)),
+                  "lr control (MLP): the removal curves at a constant lr", ("schedule.lr_schedule=constant",),
+                  lengths=CONTROL_LENGTHS),
     removal_study("lr_restart", "mlp", "blur,label_permutation,noise",
                   "lr control (MLP): the removal curves with the lr schedule restarted at removal",
-                  ("schedule.lr_restart=true",)),
+                  ("schedule.lr_restart=true",), lengths=CONTROL_LENGTHS),
     sensitivity_study("mlp"),
     sensitivity_study("conv1d"),
     Study(

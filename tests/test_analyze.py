@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from critical_periods import analyze as cli
+from critical_periods.analysis import break_even as be
 from critical_periods.analysis import figures
 from critical_periods.analysis.runs import load_sweep
 from critical_periods.analysis.tables import removal_table, sensitivity_table
@@ -262,6 +263,28 @@ def test_break_even_peaks_are_taken_before_the_common_train_accuracy(tmp_path, c
     assert peaks(fast, "_all") == pytest.approx([8.5, 8.5, 8.5, 0.9])
     assert (sweep / "analysis" / "break_even.png").stat().st_size > 0
     assert "Break-even peaks before the common train accuracy 75.00%" in capsys.readouterr().out
+
+
+def test_break_even_with_a_threshold_fixed_in_advance_and_the_pass_check(tmp_path):
+    # lr 0.2 (2/lr = 10): lambda_H^1 passes 5 in epoch 1, training accuracy passes 60% in epoch 2.
+    # lr 0.02 (2/lr = 100): lambda_H^1 never reaches 50, though training accuracy passes 60% in epoch 1.
+    sweep = tmp_path / "sweep"
+    write_hand_run(sweep / "fast", lr=0.2, seed=0, train_acc=[0.3, 0.55, 0.61, 0.9], probes=[
+        (0, 0, probe(1.0, 1.0, 1.0, 0.1)), (10, 0, probe(2.0, 4.9, 1.0, 0.1)), (20, 1, probe(3.0, 6.0, 2.0, 0.2)),
+        (30, 2, probe(4.0, 9.0, 3.0, 0.3)), (40, 3, probe(8.0, 12.0, 9.0, 0.1))])
+    write_hand_run(sweep / "slow", lr=0.02, seed=0, train_acc=[0.5, 0.7], probes=[
+        (0, 0, probe(1.0, 1.0, 1.0, 0.1)), (10, 0, probe(1.0, 30.0, 1.0, 0.1)), (20, 1, probe(1.0, 49.9, 1.0, 0.1))])
+    runs = {r.job: r for r in load_sweep(sweep)}
+    assert be.threshold_epoch(runs["fast"], 0.6) == 2 and be.threshold_epoch(runs["slow"], 0.6) == 1
+    assert be.threshold_epoch(runs["slow"], 0.95) is None
+    results = {r.run.job: r for r in be.compare(list(runs.values()), threshold=0.6)}
+    fast, slow = results["fast"], results["slow"]
+    assert (fast.threshold, fast.cutoff_epoch, fast.break_even_epoch, fast.two_over_lr) == (0.6, 2, 1, 10.0)
+    assert fast.passed_break_even and fast.comparable
+    assert fast.peaks["lambda_h1"] == 9.0 and fast.peaks_all["lambda_h1"] == 12.0
+    assert not slow.passed_break_even and not slow.comparable and slow.peaks_all["lambda_h1"] == 49.9
+    # Without a fixed threshold the common accuracy (0.7, the slow run's best) is used, as before.
+    assert {r.threshold for r in be.compare(list(runs.values()))} == {0.7}
 
 
 def test_break_even_from_real_runs(tmp_path, drawn):

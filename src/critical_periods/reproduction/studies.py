@@ -1,7 +1,21 @@
 """The studies the reproduction runs: each is one or more Hydra multiruns into one sweep folder.
 
 Every study uses the project's own sweeps (``sweeps/*.yaml``) with a grid given on the command
-line; ``quick`` is a cut-down grid (minutes in all) for the slow-marked test.
+line; ``quick`` is a cut-down grid (minutes in all) for the slow-marked test. ``protocol`` is what
+the report and ``reproduction.json`` print about the full grid (fixed here, before any verdict).
+
+The grid sizes come from pilots and the budget (the whole command in under 45 minutes on 2 CPU cores,
+two studies at a time). Pilots (seed 0 unless stated; MNIST-1D MLP, plain SGD at a constant lr):
+
+* break-even lr, batch 128: lr 0.05 (2/lr = 40): lambda_H^1 35 by epoch 34, still rising, 60% training
+  accuracy at epoch ~37; lr 0.1 (2/lr = 20): 14 at epoch 5, 19-29 from epoch 11 on, 60% at ~22;
+  lr 0.2 (2/lr = 10): 9-19 from epoch 5, 60% at ~13, falling to 3 once the set is memorised.
+* break-even batch at lr 0.1: batch 32 levels off at 11-19 from epoch 1, 60% at epoch ~8; batch 128 as
+  above. (Batch 512 at lr 0.03 made 240 steps in 30 epochs and never got near 2/lr.)
+* blur window at onset 0 (lr 0.05 x0.97, momentum 0.9), then 40 clean epochs, 3 seeds, paired with
+  clean runs of the same length: MLP, 20 epochs: +2.7 pp (errors 34.3% vs 31.6%, seed std 0.45 pp:
+  6x); conv1d, 40 epochs: +13.9 pp (24.7% vs 10.8%, seed std 0.58 pp: 24x). The paper's 40 epochs
+  are kept for both models.
 """
 
 from __future__ import annotations
@@ -10,8 +24,36 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+MODELS = ("mlp", "conv1d")
+SEEDS_CRITICAL = "0,1,2"            # >= 3 seeds per model for the critical-period claims
+SEEDS_SENSITIVITY = "0,1,2,3"       # >= 4 seeds: the sensitivity is a difference of two noisy errors
+SEEDS_BREAK_EVEN = "0,1"
+REMOVAL_LENGTHS = "20,40,60"        # blur etc. from epoch 0, removed at these epochs
+CONTROL_LENGTHS = "20,60"           # the lr controls: an early and a late removal (budget)
+AFTER_DEFICIT = 40                  # clean epochs after every deficit (Achille et al.: the same for all)
+WINDOW_LENGTH = 40                  # the sensitivity window: Achille Fig. 4's 40 epochs (see the pilots)
+WINDOW_ONSETS = "0,20,40"
+BREAK_EVEN_LRS = "0.05,0.1,0.2"
+BREAK_EVEN_EPOCHS = 60
+BREAK_EVEN_BATCH_LR = 0.1
+BREAK_EVEN_BATCHES = "32,128"
+TRAIN_ACC_THRESHOLD = 0.6           # the paper's vertical line (CIFAR-10), fixed in advance
+
+# The break-even probes every 2 epochs (densely early), without the Hutchinson trace tr H, which no
+# claim reads: lambda_H^1 by Lanczos to 1% and K from mini-batch gradients.
+BREAK_EVEN_PROBES = ("probes=break_even", "probes.every_n_epochs=2", "probes.hessian.trace_samples=0",
+                     "probes.hessian.tolerance=0.01", "probes.early_steps=10", "probes.early_until_step=300")
+# The clean runs that give the Fisher trace (exact expectation over the classes), and, where the
+# probe config provides them, the stiffness and frequency probes: probes=full without the costly
+# break-even ones.
+CLEAN_PROBES = ("probes=full", "probes.hessian=null", "probes.covariance=null", "probes.delta_loss=false",
+                "probes.early_steps=0")
 
 
 @dataclass(frozen=True)
@@ -20,61 +62,128 @@ class Study:
     claim: str
     full: tuple[tuple[str, ...], ...]   # one tuple of overrides per multirun command
     quick: tuple[tuple[str, ...], ...]
+    protocol: dict[str, Any] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()      # config files (relative to conf/) the study needs
 
+    def missing(self) -> list[str]:
+        """The required config files this checkout does not have (then the study is skipped)."""
+        return [path for path in self.requires if not (CONF_DIR / path).exists()]
+
+
+def seeds(text: str) -> list[int]:
+    return [int(s) for s in text.split(",")]
+
+
+def removal_study(name: str, model: str, kinds: str, claim: str, schedule: tuple[str, ...] = (),
+                  quick_kinds: str = "blur", lengths: str = REMOVAL_LENGTHS) -> Study:
+    """Achille Fig. 1-2: each kind from epoch 0, removed at each length, AFTER_DEFICIT clean epochs after,
+    and the matched no-deficit runs of the same seeds in the same sweep."""
+    common = ("sweep=kinds", f"model={model}", f"schedule.epochs_after_deficit={AFTER_DEFICIT}", "probes=none", *schedule)
+    quick = ("sweep=kinds", f"model={model}", "schedule.epochs_after_deficit=2", "probes=none", *schedule)
+    return Study(
+        name, claim,
+        full=((*common, f"deficit={kinds}", f"deficit.length={lengths}", f"seed={SEEDS_CRITICAL}"),
+              (*common, "deficit=none", "deficit.length=0", f"seed={SEEDS_CRITICAL}")),
+        # one command (each costs a process start): the clean run matches the deficit runs' epochs
+        quick=((*quick, f"deficit={quick_kinds},none", "deficit.length=2", "seed=0"),),
+        protocol={"models": [model], "deficits": kinds.split(","), "window_length": "from epoch 0 to the removal epoch",
+                  "removal_epochs": seeds(lengths),
+                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS_CRITICAL),
+                  "schedule": " ".join(schedule) or "lr x0.97 per epoch, no restart",
+                  "epochs": f"removal epoch + {AFTER_DEFICIT}"},
+    )
+
+
+def sensitivity_study(model: str) -> Study:
+    """Achille Fig. 4: a WINDOW_LENGTH-epoch blur window at each onset, AFTER_DEFICIT clean epochs after it,
+    and per seed a matched no-deficit run of the same length (same onset, window and epochs); the
+    onset-0 clean runs also probe the exact Fisher trace."""
+    # sweeps/window.yaml already trains AFTER_DEFICIT clean epochs after the window
+    common = ("sweep=window", f"model={model}", f"deficit.length={WINDOW_LENGTH}")
+    quick = ("sweep=window", f"model={model}", "schedule.epochs_after_deficit=2", "deficit.length=2", "seed=0")
+    later = ",".join(WINDOW_ONSETS.split(",")[1:])
+    return Study(
+        f"sensitivity_{model}", f"Achille Fig. 4 ({model}): sensitivity to a {WINDOW_LENGTH}-epoch blur window vs onset, "
+        "beside the exact Fisher trace of clean training",
+        full=((*common, "deficit=blur", f"deficit.onset={WINDOW_ONSETS}", f"seed={SEEDS_SENSITIVITY}", "probes=none"),
+              (*common, "deficit=none", f"deficit.onset={later}", f"seed={SEEDS_SENSITIVITY}", "probes=none"),
+              (*common, "deficit=none", "deficit.onset=0", f"seed={SEEDS_SENSITIVITY}", *CLEAN_PROBES)),
+        quick=((*quick, "deficit=blur,none", "deficit.onset=0,2", *CLEAN_PROBES, "probes.probe_size=64"),),
+        protocol={"models": [model], "window_length": WINDOW_LENGTH, "onsets": seeds(WINDOW_ONSETS),
+                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS_SENSITIVITY),
+                  "baseline": "deficit=none with the same onset and length, per seed",
+                  "fisher": "exact expectation over the classes, 512 probe examples, every epoch",
+                  "epochs": f"onset + {WINDOW_LENGTH} + {AFTER_DEFICIT}"},
+    )
+
+
+BREAK_EVEN_QUICK = ("probes=break_even", "probes.probe_size=64", "probes.hessian.trace_samples=0", "probes.early_steps=2",
+                    "probes.early_until_step=10", "schedule.epochs=2", "seed=0")
 
 STUDIES = (
-    Study(
-        "kinds",
-        "Achille Fig. 1-2: removal sweep for blur, vertical flip, label permutation and noise",
-        full=(
-            ("sweep=kinds", "deficit=blur,vertical_flip,label_permutation,noise", "deficit.length=20,40,60,80",
-             "seed=0,1", "probes=none"),
-            ("sweep=kinds", "deficit=none", "deficit.length=0", "seed=0,1", "probes=none"),
-        ),
-        quick=(
-            ("sweep=kinds", "deficit=blur,vertical_flip", "deficit.length=4", "seed=0",
-             "schedule.epochs_after_deficit=4", "probes=none"),
-            ("sweep=kinds", "deficit=none", "deficit.length=0", "seed=0", "schedule.epochs_after_deficit=4", "probes=none"),
-        ),
-    ),
-    Study(
-        "constant_lr",
-        "The blur removal sweep again with a constant learning rate (is it only the lr decay?)",
-        full=(("sweep=removal", "schedule.lr_schedule=constant", "deficit.length=0,20,40,60,80", "seed=0,1", "probes=none"),),
-        quick=(("sweep=removal", "schedule.lr_schedule=constant", "deficit.length=0,4", "seed=0",
-                "schedule.epochs_after_deficit=4", "probes=none"),),
-    ),
-    Study(
-        "fisher_window",
-        "Achille Fig. 4: Fisher trace without deficit, beside the sensitivity to a 10-epoch blur window",
-        full=(
-            ("sweep=window", "deficit=blur", "deficit.onset=0,10,20,30,40,50,60", "seed=0,1", "probes=none"),
-            ("sweep=window", "deficit=none", "deficit.onset=0", "seed=0,1", "probes=fisher"),
-        ),
-        quick=(
-            ("sweep=window", "deficit=blur", "deficit.onset=0,4", "deficit.length=2", "schedule.epochs=8", "seed=0", "probes=none"),
-            ("sweep=window", "deficit=none", "deficit.onset=0", "deficit.length=2", "schedule.epochs=8", "seed=0", "probes=fisher"),
-        ),
-    ),
+    removal_study("kinds_mlp", "mlp", "blur,vertical_flip,label_permutation,noise",
+                  "Achille Fig. 1-2 (MLP): removal curves of blur, vertical flip, label permutation and noise",
+                  quick_kinds="blur,vertical_flip"),
+    removal_study("kinds_conv1d", "conv1d", "blur,vertical_flip,label_permutation,noise",
+                  "Achille Fig. 1-2 (conv1d): removal curves of blur, vertical flip, label permutation and noise"),
+    removal_study("constant_lr", "mlp", "blur,label_permutation,noise",
+                  "lr control (MLP): the removal curves at a constant lr", ("schedule.lr_schedule=constant",),
+                  lengths=CONTROL_LENGTHS),
+    removal_study("lr_restart", "mlp", "blur,label_permutation,noise",
+                  "lr control (MLP): the removal curves with the lr schedule restarted at removal",
+                  ("schedule.lr_restart=true",), lengths=CONTROL_LENGTHS),
+    sensitivity_study("mlp"),
+    sensitivity_study("conv1d"),
     Study(
         "break_even_lr",
-        "Jastrzebski conjecture 1: three learning rates, every break-even probe",
-        full=(("sweep=break_even_lr", "optim.lr=0.01,0.03,0.1", "seed=0"),),
-        quick=(("sweep=break_even_lr", "optim.lr=0.01,0.1", "seed=0", "schedule.epochs=3", "probes.early_steps=3",
-                "probes.early_until_step=20"),),
+        "Jastrzebski conjecture 1 (MLP): learning rates that all pass break-even, every break-even probe",
+        full=(("sweep=break_even_lr", f"optim.lr={BREAK_EVEN_LRS}", f"schedule.epochs={BREAK_EVEN_EPOCHS}",
+               f"seed={SEEDS_BREAK_EVEN}", *BREAK_EVEN_PROBES),),
+        quick=(("sweep=break_even_lr", "optim.lr=0.05,0.2", *BREAK_EVEN_QUICK),),
+        protocol={"models": ["mlp"], "window_length": None, "lrs": [float(x) for x in BREAK_EVEN_LRS.split(",")], "batch_size": 128,
+                  "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS_BREAK_EVEN), "momentum": 0.0, "weight_decay": 0.0,
+                  "lr_schedule": "constant", "train_acc_threshold": TRAIN_ACC_THRESHOLD,
+                  "probes": "lambda_H^1 (Lanczos, 512 examples), K from 25 mini-batch gradients of B=128; every 2 epochs "
+                            "and at 10 log-spaced early steps"},
     ),
     Study(
         "break_even_batch",
-        "Jastrzebski conjecture 2: two batch sizes at one learning rate, every break-even probe",
-        full=(("sweep=break_even_batch", "data.batch_size=32,512", "seed=0"),),
-        quick=(("sweep=break_even_batch", "data.batch_size=32,512", "seed=0", "schedule.epochs=3", "probes.early_steps=3",
-                "probes.early_until_step=20"),),
+        "Jastrzebski conjecture 2 (MLP): batch sizes that all pass break-even at one lr, every break-even probe",
+        full=(("sweep=break_even_batch", f"optim.lr={BREAK_EVEN_BATCH_LR}", f"data.batch_size={BREAK_EVEN_BATCHES}",
+               f"schedule.epochs={BREAK_EVEN_EPOCHS}", f"seed={SEEDS_BREAK_EVEN}", *BREAK_EVEN_PROBES),),
+        quick=(("sweep=break_even_batch", "optim.lr=0.1", "data.batch_size=32,512", *BREAK_EVEN_QUICK),),
+        protocol={"models": ["mlp"], "window_length": None, "lr": BREAK_EVEN_BATCH_LR, "batch_sizes": seeds(BREAK_EVEN_BATCHES),
+                  "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS_BREAK_EVEN), "momentum": 0.0, "weight_decay": 0.0,
+                  "lr_schedule": "constant", "train_acc_threshold": TRAIN_ACC_THRESHOLD,
+                  "probes": "as break_even_lr; K stays at B=128 whatever the training batch"},
+    ),
+    Study(
+        "representations",
+        "Exploratory (Kornblith-style CKA, MLP): blur vs vertical flip removed at epoch 40, representations saved",
+        full=(("sweep=kinds", "model=mlp", "deficit=blur,vertical_flip,none", "deficit.length=40",
+               f"schedule.epochs_after_deficit={AFTER_DEFICIT}", f"seed={SEEDS_CRITICAL}", "probes=representation"),),
+        quick=(("sweep=kinds", "model=mlp", "deficit=blur,vertical_flip,none", "deficit.length=2",
+                "schedule.epochs_after_deficit=1", "seed=0", "probes=representation"),),
+        protocol={"models": ["mlp"], "deficits": ["blur", "vertical_flip", "none"], "window_length": 40, "removal_epochs": [40],
+                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS_CRITICAL),
+                  "epochs": 40 + AFTER_DEFICIT,
+                  "compared": "the earliest layer's representation at the last saved epoch, deficit vs clean run of "
+                              "the same seed (debiased linear CKA)"},
+        requires=("probes/representation.yaml",),
     ),
 )
 
 
+# Job folders are named from the overrides; these keys do not change a run's training numbers (what is
+# probed, how many threads), and naming folders after them would pass the 255-character limit.
+NOT_IN_FOLDER_NAMES = ("sweep", "name", "logger", "trainer.enable_progress_bar", "threads", "probes.probe_size",
+                       "probes.every_n_epochs", "probes.early_steps", "probes.early_until_step", "probes.hessian",
+                       "probes.hessian.trace_samples", "probes.hessian.tolerance", "probes.covariance", "probes.delta_loss")
+
+
 def multirun_command(overrides: tuple[str, ...], sweep_dir: Path, extra: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "critical_periods.train", "-m", *overrides, *extra, f"hydra.sweep.dir={sweep_dir}"]
+    return [sys.executable, "-m", "critical_periods.train", "-m", *overrides, *extra, f"hydra.sweep.dir={sweep_dir}",
+            f"hydra.job.config.override_dirname.exclude_keys=[{','.join(NOT_IN_FOLDER_NAMES)}]"]
 
 
 def run_study(study: Study, out_dir: Path, quick: bool, extra: tuple[str, ...], threads: int | None) -> float:

@@ -19,6 +19,7 @@ from critical_periods import metric_names as mn
 from critical_periods.analysis import figures, probe_figures
 from critical_periods.analysis.labels import deficit_words, run_words, setting_words, value_words
 from critical_periods.analysis.plotting import NoData, group_runs
+from critical_periods.records import Summary
 from critical_periods.analysis.runs import Run, load_sweep, varying_settings
 
 from test_analyze import run_job
@@ -34,7 +35,7 @@ def hand_run(job: str, rows: list[dict], seed: int = 0, lr: float = 0.1, batch_s
     summary = {"status": "completed", "deficit": deficit, "onset": onset, "length": length, "seed": seed,
                "final/test_error": 0.5, "config": config}
     overrides = (f"optim.lr={lr}", f"data.batch_size={batch_size}", f"seed={seed}", "sweep=removal", "logger=none")
-    return Run(job, Path(job), overrides, "completed", summary, config, rows)
+    return Run(job, Path(job), overrides, "completed", Summary.from_json(summary), config, rows)
 
 
 def epoch_rows(epochs: int, values: dict[str, list[float]], train_acc: list[float] | None = None) -> list[dict]:

@@ -12,6 +12,7 @@ import torch
 
 from critical_periods import metric_names as names
 from critical_periods.analysis.runs import Run
+from critical_periods.records import Status, Summary
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.report import render_markdown, write_record
 from critical_periods.reproduction.studies import NOT_IN_FOLDER_NAMES, STUDIES
@@ -27,7 +28,7 @@ def run(deficit: str, length: int, error: float, seed: int = 0, onset: int = 0, 
                "final/test_error": error}
     rows = [*metrics, {"step": 1000, "epoch": onset + length + 1, names.TRAIN_ACC: train_acc}]
     return Run(job=f"{deficit}-{onset}-{length}-{seed}-{lr}-{batch_size}", path=path, overrides=(), status="completed",
-               summary=summary, config={"optim": {"lr": lr}, "data": {"batch_size": batch_size}}, metrics=rows)
+               summary=Summary.from_json(summary), config={"optim": {"lr": lr}, "data": {"batch_size": batch_size}}, metrics=rows)
 
 
 def kinds_sweep(blur_late: float, flip_late: float, noise_late: float, perm_late: float = 0.305,
@@ -127,7 +128,7 @@ def break_even_run(lr, seed, h1, acc, k1=None, batch_size=128):
             probe[names.LAMBDA_K1] = k1[e]
         rows += [probe, {"step": e + 1, "epoch": e, names.TRAIN_ACC: a}]
     return Run(job=f"lr{lr}-b{batch_size}-s{seed}", path=Path("."), overrides=(), status="completed",
-               summary={"status": "completed", "seed": seed}, config={"optim": {"lr": lr}, "data": {"batch_size": batch_size}},
+               summary=Summary(status=Status.COMPLETED, seed=seed), config={"optim": {"lr": lr}, "data": {"batch_size": batch_size}},
                metrics=rows)
 
 

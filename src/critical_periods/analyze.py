@@ -57,7 +57,7 @@ def break_even_tables(runs: Sequence[Run]) -> tuple[dict[str, tuple[list[str], l
         return {}, "no completed run logged break-even metrics"
     if not be.varying(candidates):
         return {}, "the runs with break-even metrics all share one learning rate and batch size"
-    results = be.compare(candidates)
+    results = be.compare(candidates, be.TRAIN_ACC_THRESHOLD)
     return {
         BREAK_EVEN_CSV: (be.SETTING_COLUMNS, be.per_setting(results)),
         BREAK_EVEN_RUNS_CSV: (be.RUN_COLUMNS, [r.row() for r in results]),
@@ -133,4 +133,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

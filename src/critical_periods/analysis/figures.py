@@ -19,6 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from critical_periods import metric_names as mn
+from critical_periods.analysis import break_even as be
 from critical_periods.analysis import probe_figures
 from critical_periods.analysis.curves import Series, epoch_anchors, first_reaching, keys_with_prefix, mean_over_runs, series
 from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, settings_words, value_words
@@ -32,7 +33,7 @@ __all__ = ["NoData", "FIGURES", "draw_all"]
 
 KIND_COLOURS = {"blur": "C0", "noise": "C1", "vertical_flip": "C2", "label_permutation": "C3"}
 LINESTYLES = ("-", "--", ":", "-.")
-BREAK_EVEN_THRESHOLD = 0.60  # training accuracy of the paper's vertical line (Jastrzebski et al., CIFAR-10)
+BREAK_EVEN_THRESHOLD = be.TRAIN_ACC_THRESHOLD  # training accuracy of the paper's vertical line
 
 
 def _colour(kind: str) -> str:

@@ -24,8 +24,10 @@ from critical_periods.run_lock import is_held
 SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra"})
 
 # The analysis' own axes: every run is placed by its deficit and averaged over seeds. Every other
-# result key (``result_keys.RESULT_KEYS``) that varies between runs makes a condition.
-CONDITION_AXES = ("seed", "deficit")
+# result key (``result_keys.RESULT_KEYS``) that varies between runs makes a condition, except the
+# probes: they change what a run records, never how it trains (a run with probes reaches bitwise the
+# weights of one without; tests/test_probe_callback.py), so runs probed differently are one condition.
+CONDITION_AXES = ("seed", "deficit", "probes")
 
 
 class SweepError(ValueError):
@@ -294,7 +296,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, str]:
 
 def varying_settings(runs: Sequence[Run]) -> list[str]:
     """The result keys (``result_keys``) whose values differ between the runs that have a summary,
-    except the analysis' axes ``CONDITION_AXES`` (seed and deficit)."""
+    except ``CONDITION_AXES`` (seed and deficit, the analysis' axes; probes, which never change training)."""
     flats = [flatten(r.config) for r in runs if r.summary is not None and r.config]
     keys = sorted({k for f in flats for k in f})
     return [

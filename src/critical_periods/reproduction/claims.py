@@ -115,8 +115,8 @@ def noise_floor(base: Stat) -> float:
 
 def last_train_acc(run: Run) -> float | None:
     """The run's final training accuracy: the last epoch's ``train/acc`` (mean over its batches)."""
-    if run.summary and run.summary.get(names.FINAL_TRAIN_ACC) is not None:
-        return run.summary[names.FINAL_TRAIN_ACC]
+    if run.summary is not None and run.summary.final.get(names.FINAL_TRAIN_ACC) is not None:
+        return run.summary.final[names.FINAL_TRAIN_ACC]
     values = [row[names.TRAIN_ACC] for row in run.metrics if row.get(names.TRAIN_ACC) is not None]
     return values[-1] if values else None
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from critical_periods.analysis import break_even as be
+
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
 
 MODELS = ("mlp", "conv1d")
@@ -43,7 +45,7 @@ BREAK_EVEN_LRS = "0.05,0.1,0.2"
 BREAK_EVEN_EPOCHS = 60
 BREAK_EVEN_BATCH_LR = 0.1
 BREAK_EVEN_BATCHES = "32,128"
-TRAIN_ACC_THRESHOLD = 0.6           # the paper's vertical line (CIFAR-10), fixed in advance
+TRAIN_ACC_THRESHOLD = be.TRAIN_ACC_THRESHOLD  # the paper's vertical line (CIFAR-10), fixed in advance
 
 # The break-even probes every 2 epochs (densely early), without the Hutchinson trace tr H, which no
 # claim reads: lambda_H^1 by Lanczos to 1% and K from mini-batch gradients.

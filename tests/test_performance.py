@@ -42,8 +42,8 @@ def test_channels_last_gives_the_same_outputs_gradients_and_probes(name):
     for p, q in zip(plain.parameters(), fast.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-9, atol=1e-12)
     options = dict(fisher=FisherOptions(exact=True), hessian=HessianOptions(trace_samples=2), chunk_size=4)
-    expected = compute_probes(plain, x, y, generator=torch.Generator().manual_seed(0), **options)
-    got = compute_probes(fast, x, y, generator=torch.Generator().manual_seed(0), **options)
+    expected = compute_probes(plain, x, y, generator=torch.Generator().manual_seed(0), **options).metrics
+    got = compute_probes(fast, x, y, generator=torch.Generator().manual_seed(0), **options).metrics
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-6, abs=1e-10), key
 

@@ -62,7 +62,7 @@ def test_bf16_mixed_run_logs_the_float32_fisher_trace(make_cfg, tmp_path):
     cfg = make_cfg("trainer.precision=bf16-mixed", "trainer.accelerator=cpu", "probes=fisher", "probes.fisher.exact=true",
                    "probes.probe_size=40", "probes.at_start=false", "checkpoint.min_seconds=0")
     summary = train(cfg)
-    assert summary["status"] == "completed"
+    assert summary.status == "completed"
     rows = [r for r in read_metrics(tmp_path) if FISHER_TRACE in r]
     last = max(rows, key=lambda r: r[STEP])
     # Recompute on the final weights (the last checkpoint, written after the last epoch) in float32.

@@ -149,7 +149,8 @@ def deficit_words(run: Run) -> str:
     [onset, onset + length) in epochs.
 
     >>> from pathlib import Path
-    >>> run = Run("j", Path("j"), (), "completed", {"deficit": "vertical_flip", "onset": 4, "length": 2}, {})
+    >>> from critical_periods.records import Summary
+    >>> run = Run("j", Path("j"), (), "completed", Summary(deficit="vertical_flip", onset=4, length=2), {})
     >>> deficit_words(run)
     'vertical flip in epochs 4-6'
     """

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from critical_periods.metric_names import EPOCH
-from critical_periods.records import METRICS_FILE, Summary, write_text_atomic
+from critical_periods.atomic import write_text_atomic
+from critical_periods.records import METRICS_FILE, Summary
 from critical_periods.result_keys import differing_keys
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from critical_periods.probes import (
     compute_probes,
 )
 from critical_periods.probes.representation_probes import RepresentationOptions, RepresentationProbe
-from critical_periods.records import write_text_atomic
+from critical_periods.atomic import write_text_atomic
 
 # In the run folder (the trainer's default_root_dir): one JSON object per saved stiffness matrix,
 # {"step": ..., "epoch": ..., "matrix": [[...], ...]} (C x C, NaN as null).

@@ -22,8 +22,6 @@ CKA at initialisation differed by at most 2e-6 on those two models) but overflow
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from critical_periods.atomic import write_atomic
 from critical_periods.probes.context import probe_mode
 from critical_periods.probes.per_example import parametrised_layers
 from critical_periods.stopping import raise_if_stop_requested
@@ -122,17 +121,7 @@ def save_representations(
     arrays = {name: z.detach().to("cpu", dtype).numpy() for name, z in representations.items()}
     arrays[_DIGEST_KEY] = np.array(probe_digest(probe_inputs))
     path = representations_path(run_dir, epoch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
     return path
 
 

@@ -50,21 +50,25 @@ class Analysis:
     wandb_dir: Path | None = None
 
 
-def break_even_tables(runs: Sequence[Run]) -> tuple[dict[str, tuple[list[str], list[dict[str, Any]]]], str | None]:
-    """``({file: (columns, rows)}, None)``, or ``({}, why not)`` when the sweep has no comparison."""
+def break_even_tables(runs: Sequence[Run], threshold: float | None = be.TRAIN_ACC_THRESHOLD,
+                      ) -> tuple[dict[str, tuple[list[str], list[dict[str, Any]]]], str | None]:
+    """``({file: (columns, rows)}, None)``, or ``({}, why not)`` when the sweep has no comparison.
+    ``threshold``: the training accuracy up to which peaks are taken (``None``: the best accuracy
+    every run of the comparison reaches)."""
     candidates = be.break_even_runs(runs)
     if not candidates:
         return {}, "no completed run logged break-even metrics"
     if not be.varying(candidates):
         return {}, "the runs with break-even metrics all share one learning rate and batch size"
-    results = be.compare(candidates, be.TRAIN_ACC_THRESHOLD)
+    results = be.compare(candidates, threshold)
     return {
         BREAK_EVEN_CSV: (be.SETTING_COLUMNS, be.per_setting(results)),
         BREAK_EVEN_RUNS_CSV: (be.RUN_COLUMNS, [r.row() for r in results]),
     }, None
 
 
-def analyze(sweep_dir: Path | str, out_dir: Path | str | None = None, use_wandb: bool = False) -> Analysis:
+def analyze(sweep_dir: Path | str, out_dir: Path | str | None = None, use_wandb: bool = False,
+            threshold: float | None = be.TRAIN_ACC_THRESHOLD) -> Analysis:
     """Read the sweep, write the tables and figures into ``out_dir`` (default ``SWEEP_DIR/analysis``).
     Raises :class:`SweepError` when ``sweep_dir`` is missing or holds no job."""
     sweep_dir = Path(sweep_dir)
@@ -74,7 +78,7 @@ def analyze(sweep_dir: Path | str, out_dir: Path | str | None = None, use_wandb:
     result = Analysis(runs=runs, out_dir=out_dir)
 
     result.tables[RUNS_CSV] = (RUNS_COLUMNS, runs_table(runs))
-    tables, why_not = break_even_tables(runs)
+    tables, why_not = break_even_tables(runs, threshold)
     result.tables.update(tables)
     if why_not:
         result.skipped[BREAK_EVEN_CSV] = why_not
@@ -109,6 +113,15 @@ def render(result: Analysis) -> str:
     return "\n".join(parts)
 
 
+def _threshold(text: str) -> float | None:
+    if text == "common":
+        return None
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a training accuracy in (0, 1] (or 'common')")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m critical_periods.analyze",
@@ -116,6 +129,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory (searched recursively for job dirs)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: SWEEP_DIR/analysis)")
+    parser.add_argument("--train-acc-threshold", type=_threshold, default=be.TRAIN_ACC_THRESHOLD,
+                        help="break-even peaks are taken up to the first epoch with this training accuracy "
+                             "(default 0.6, Jastrzebski et al.'s line), or 'common': the best accuracy every run reaches")
     parser.add_argument("--wandb", action="store_true",
                         help="also log the tables and figures to one W&B run (mode from WANDB_MODE, default offline)")
     return parser.parse_args(argv)
@@ -124,7 +140,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = analyze(args.sweep_dir, args.out, use_wandb=args.wandb)
+        result = analyze(args.sweep_dir, args.out, use_wandb=args.wandb, threshold=args.train_acc_threshold)
     except SweepError as error:
         print(f"analyze: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

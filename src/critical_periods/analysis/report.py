@@ -75,7 +75,7 @@ def headline(runs: Sequence[Run]) -> str:
 
 
 def break_even_summary(setting_rows: Sequence[dict[str, Any]]) -> str:
-    """The per-setting peaks of break_even.csv, before the common training accuracy."""
+    """The per-setting peaks of break_even.csv, up to the epoch each run reaches the threshold accuracy."""
     if not setting_rows:
         return ""
     threshold = setting_rows[0]["train_acc_threshold"]
@@ -90,6 +90,6 @@ def break_even_summary(setting_rows: Sequence[dict[str, Any]]) -> str:
     ]
     reached = "n/a" if threshold is None else f"{100 * threshold:.2f}%"
     return (
-        f"Break-even peaks before the common train accuracy {reached} (mean over seeds):\n"
+        f"Break-even peaks up to training accuracy {reached} (mean over seeds):\n"
         + format_table(("lr", "batch", "runs", "cut-off epoch (seed:epoch)", "max lambda_K1", "max lambda_H1", "max tr K", "max cond K"), rows)
     )

@@ -207,6 +207,14 @@ def test_break_even_draws_the_five_metrics_the_threshold_and_two_over_lr():
     assert_integer_epoch_ticks(fig)
 
 
+def test_seeds_crossing_the_threshold_in_the_same_epoch_are_not_called_never_reaching_it():
+    values = {mn.LAMBDA_H1: [1.0, 2.0, 3.0, 2.5]}
+    runs = [hand_run(f"s{seed}", epoch_rows(3, values, [0.3, 0.65, 0.8]), seed=seed) for seed in (0, 1)]
+    runs.append(hand_run("slow", epoch_rows(3, values, [0.3, 0.4, 0.5]), lr=0.05))
+    texts = [t.get_text() for ax in figures.break_even(runs).axes for t in ax.texts]
+    assert [t for t in texts if t.startswith("never reach it")] == ["never reach it: learning rate 0.05"]
+
+
 def test_fisher_trace_is_a_mean_over_seeds_with_the_deficit_window_shaded():
     runs = [hand_run(f"none{s}", epoch_rows(4, {mn.FISHER_TRACE: [1, 2 + s, 3, 4, 5]}), seed=s) for s in (0, 1)]
     runs += [hand_run(f"blur{s}", epoch_rows(4, {mn.FISHER_TRACE: [1, 4, 6 + 2 * s, 5, 4]}), seed=s, deficit="blur", onset=1, length=2)

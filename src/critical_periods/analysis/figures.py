@@ -302,7 +302,9 @@ def break_even(runs: Sequence[Run], threshold: float = BREAK_EVEN_THRESHOLD) -> 
             for ax in axes.all:
                 ax.axhline(100 * threshold, color="grey", ls="-.", lw=1,
                            label=f"threshold {value_words(100 * threshold)}%" if ax is axes.main else "_nolegend_")
-            never = [g.label for g in groups if len(crossings[g.label]) < len(g.runs)]
+            # (crossings are per epoch, shared by runs that cross together: count the runs)
+            never = [g.label for g in groups
+                     if any(first_reaching(series(r.metrics, mn.TRAIN_ACC), threshold) is None for r in g.runs)]
             if never:
                 axes.main.text(0.01, 0.01, "never reach it: " + "; ".join(never), transform=axes.main.transAxes, fontsize=7)
             axes.main.legend(fontsize=7)

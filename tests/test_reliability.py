@@ -174,30 +174,22 @@ from critical_periods.callbacks.checkpoint import ResumeCheckpoint
 from critical_periods.module import ClassifierModule
 how, epoch = os.environ["TEST_FAULT"].split(":")
 epoch = int(epoch)
-if how == "sigterm":  # at the start of a training epoch, as SLURM would at any time
+def at_epoch_start(action):  # at the start of training epoch `epoch`, as SLURM would at any time
     original = ClassifierModule.on_train_epoch_start
     def on_train_epoch_start(self):
         if self.current_epoch == epoch:
-            os.kill(os.getpid(), signal.SIGTERM)
+            action()
         original(self)
     ClassifierModule.on_train_epoch_start = on_train_epoch_start
+if how == "sigterm":
+    at_epoch_start(lambda: os.kill(os.getpid(), signal.SIGTERM))
 elif how == "sigterm_owned_elsewhere":  # a SIGTERM handler of someone else's (submitit's bypass)
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    original = ClassifierModule.on_train_epoch_start
-    def on_train_epoch_start(self):
-        if self.current_epoch == epoch:
-            os.kill(os.getpid(), signal.SIGTERM)
-        original(self)
-    ClassifierModule.on_train_epoch_start = on_train_epoch_start
+    at_epoch_start(lambda: os.kill(os.getpid(), signal.SIGTERM))
 elif how == "submitit_usr2":  # submitit's job handlers: SIGTERM bypassed, SIGUSR2 = requeue, then exit(-1)
     signal.signal(signal.SIGTERM, lambda signum, frame: print("bypassing SIGTERM", flush=True))
     signal.signal(signal.SIGUSR2, lambda signum, frame: sys.exit(-1))
-    original = ClassifierModule.on_train_epoch_start
-    def on_train_epoch_start(self):
-        if self.current_epoch == epoch:
-            os.kill(os.getpid(), signal.SIGUSR2)
-        original(self)
-    ClassifierModule.on_train_epoch_start = on_train_epoch_start
+    at_epoch_start(lambda: os.kill(os.getpid(), signal.SIGUSR2))
 elif how == "kill_after_save":  # right after the checkpoint is saved, before the epoch's train row
     original = ResumeCheckpoint._save_checkpoint
     def save(self, trainer, filepath):

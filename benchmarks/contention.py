@@ -6,7 +6,7 @@ For every model and setting, a real run (`python -m critical_periods.train`, no 
 is timed by its own ``fit_seconds``, first on the idle machine, then with a competitor (a pure-Python
 busy loop, one core's worth of work) that this script starts and stops by process id. Settings:
 
-* ``threads=1`` (the project's default on CPU, unless ``threads`` is set);
+* ``threads=1``;
 * ``threads=2`` with the OpenMP default wait policy (torch's default on a 2-core machine: the
   intra-op pool spins while it waits for a core that is taken);
 * ``threads=2`` with ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep; must be set before torch loads).
@@ -43,7 +43,9 @@ def timed_run(model: str, epochs: int, overrides: dict[str, str], env_extra: dic
             "deficit.length=5", f"schedule.epochs_after_deficit={epochs - 5}", "trainer.enable_progress_bar=false",
             f"hydra.run.dir={out}", *(f"{k}={v}" for k, v in overrides.items()),
         ]
-        subprocess.run(command, env=env, check=True, capture_output=True)
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
         summary = json.loads((Path(out) / "summary.json").read_text())
         return summary["fit_seconds"] / epochs
 
@@ -63,13 +65,13 @@ class Competitor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (5 blurred, the rest clean)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per run (5 blurred, the rest clean; at least 6)")
     parser.add_argument("--models", nargs="+", default=["mlp", "conv1d"])
     args = parser.parse_args()
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average); {os.cpu_count()} cores")
     print(f"{'model':8} {'setting':36} {'idle ms/ep':>10} {'busy ms/ep':>10} {'busy/idle':>9} {'idle vs 1 thread':>16}")
     for model in args.models:
-        timed_run(model, 2, {"threads": "1"}, {})  # generate and cache the data outside the timings
+        timed_run(model, args.epochs, {"threads": "1"}, {})  # warm the caches outside the timings
         idle, busy = {}, {}
         for name, (overrides, env) in SETTINGS.items():
             idle[name] = timed_run(model, args.epochs, overrides, env)

@@ -56,6 +56,7 @@ RUN = textwrap.dedent(
         "model=resnet18", "deficit=blur", "deficit.length=1", "schedule.epochs_after_deficit=1",
         "+trainer.limit_train_batches=2", "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
         "probes=full", "probes.probe_size=16", "probes.early_steps=0",
+        "probes.covariance.batches=4", "probes.covariance.batch_size=16",
         "probes.hessian.max_iterations=3", "probes.hessian.trace_samples=2",
         "logger=none", f"paths.output_dir={out_dir}",
     ]
@@ -63,7 +64,7 @@ RUN = textwrap.dedent(
         cfg = compose("train", overrides=overrides)
     summary = train(cfg)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({"status": summary["status"], "peak_rss_gb": peak_kb / 2**20}))
+    print(json.dumps({"status": str(summary.status), "peak_rss_gb": peak_kb / 2**20}))
     """
 )
 

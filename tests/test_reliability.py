@@ -378,6 +378,8 @@ BAD_INPUTS = {
                           "probes.probe_size=100000 is not allowed: it must be between 1 and 720"),
     "probe_size=0": (["probes=fisher", "probes.probe_size=0"], None, "probes.probe_size=0 is not allowed"),
     "chunk_size=0": (["probes=fisher", "probes.chunk_size=0"], None, "probes.chunk_size=0 is not allowed"),
+    "K batches > training set": (["probes=break_even"], None,  # 25 x 128 of the tiny set's 720 examples
+                                 "probes.covariance.batches=25 is not allowed: it must be at most 5"),
     "accelerator=gpu": (["trainer.accelerator=gpu"], None, "trainer.accelerator='gpu' is not allowed"),
     "corrupt cifar pickle": (["data=cifar10"], lambda d, r, c: cifar_files(d, "data_batch_1"),
                              "data_batch_1: not a CIFAR batch pickle"),

@@ -89,3 +89,10 @@ def check_probe_size(cfg: DictConfig, train_size: int) -> None:
     size = _get(cfg, "probes.probe_size") if cfg.get("probes") else None
     if size is not None and size > train_size:
         raise not_allowed("probes.probe_size", size, f"between 1 and {train_size} (the training split's size)")
+    covariance = cfg.probes.get("covariance") if cfg.get("probes") else None
+    if covariance:  # K's mini-batches are drawn from the training split too
+        needed = covariance.batches * covariance.batch_size
+        if needed > train_size:
+            raise not_allowed("probes.covariance.batches", covariance.batches,
+                              f"at most {train_size // covariance.batch_size} with probes.covariance.batch_size="
+                              f"{covariance.batch_size} (the training split has {train_size} examples)")

@@ -50,7 +50,7 @@ class Analysis:
     wandb_dir: Path | None = None
 
 
-def break_even_tables(runs: Sequence[Run], threshold: float | None = be.TRAIN_ACC_THRESHOLD,
+def break_even_tables(runs: Sequence[Run], threshold: float | None = be.PAPER_TRAIN_ACC_THRESHOLD,
                       ) -> tuple[dict[str, tuple[list[str], list[dict[str, Any]]]], str | None]:
     """``({file: (columns, rows)}, None)``, or ``({}, why not)`` when the sweep has no comparison.
     ``threshold``: the training accuracy up to which peaks are taken (``None``: the best accuracy
@@ -68,7 +68,7 @@ def break_even_tables(runs: Sequence[Run], threshold: float | None = be.TRAIN_AC
 
 
 def analyze(sweep_dir: Path | str, out_dir: Path | str | None = None, use_wandb: bool = False,
-            threshold: float | None = be.TRAIN_ACC_THRESHOLD) -> Analysis:
+            threshold: float | None = be.PAPER_TRAIN_ACC_THRESHOLD) -> Analysis:
     """Read the sweep, write the tables and figures into ``out_dir`` (default ``SWEEP_DIR/analysis``).
     Raises :class:`SweepError` when ``sweep_dir`` is missing or holds no job."""
     sweep_dir = Path(sweep_dir)
@@ -129,7 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("sweep_dir", type=Path, help="a Hydra multirun directory (searched recursively for job dirs)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: SWEEP_DIR/analysis)")
-    parser.add_argument("--train-acc-threshold", type=_threshold, default=be.TRAIN_ACC_THRESHOLD,
+    parser.add_argument("--train-acc-threshold", type=_threshold, default=be.PAPER_TRAIN_ACC_THRESHOLD,
                         help="break-even peaks are taken up to the first epoch with this training accuracy "
                              "(default 0.6, Jastrzebski et al.'s line), or 'common': the best accuracy every run reaches")
     parser.add_argument("--wandb", action="store_true",

@@ -23,11 +23,12 @@ from typing import Any
 
 import torch
 
+from critical_periods.analysis import break_even as be
 from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analyze import analyze
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.report import copy_figures, write_record
-from critical_periods.reproduction.studies import STUDIES, TRAIN_ACC_THRESHOLD, Study, run_study
+from critical_periods.reproduction.studies import STUDIES, Study, run_study
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,7 +62,7 @@ def judge(runs: dict[str, Sequence[Run]]) -> tuple[list[c.Claim], list[dict[str,
     claims.append(c.cka_claim(get("representations")))
     records = []
     for name, setting in (("break_even_lr", "lr"), ("break_even_batch", "batch_size")):
-        claim, rows = c.break_even_claim(get(name), setting, TRAIN_ACC_THRESHOLD, name)
+        claim, rows = c.break_even_claim(get(name), setting, be.PAPER_TRAIN_ACC_THRESHOLD, name)
         claims += claim
         records += rows
     return claims, records

@@ -84,10 +84,6 @@ def common_train_accuracy(runs: Sequence[Run]) -> float | None:
     return None if not best or any(b is None for b in best) else min(best)
 
 
-# The training accuracy of Jastrzebski et al.'s vertical line (CIFAR-10), fixed in advance: the
-# analysis' peaks "up to the threshold" and the figure's line use it.
-TRAIN_ACC_THRESHOLD = 0.60
-
 
 def cutoff_epoch(rows: Sequence[dict[str, Any]], threshold: float | None) -> int | None:
     """The first epoch whose ``train/acc`` is at least ``threshold`` (``None``: never, or no threshold)."""

@@ -33,7 +33,6 @@ __all__ = ["NoData", "FIGURES", "draw_all"]
 
 KIND_COLOURS = {"blur": "C0", "noise": "C1", "vertical_flip": "C2", "label_permutation": "C3"}
 LINESTYLES = ("-", "--", ":", "-.")
-BREAK_EVEN_THRESHOLD = be.TRAIN_ACC_THRESHOLD  # training accuracy of the paper's vertical line
 
 
 def _colour(kind: str) -> str:
@@ -266,7 +265,7 @@ def _two_over_lr(axes: EpochAxes, groups: Sequence[Group]) -> None:
     axes.main.legend(fontsize=7, title=legend.get_title().get_text() if legend else None, title_fontsize=7)
 
 
-def break_even(runs: Sequence[Run], threshold: float = BREAK_EVEN_THRESHOLD) -> Figure:
+def break_even(runs: Sequence[Run], threshold: float = be.PAPER_TRAIN_ACC_THRESHOLD) -> Figure:
     """``lambda_H^1``, ``lambda_K^1``, ``tr K``, ``lambda_K^*/lambda_K^1`` and ``tr K/lambda_K^1``
     (those logged) and the training accuracy against epochs completed, one line per setting (learning
     rate, batch size, ...): mean over seeds, band = min-max. Dotted verticals: the end of the first

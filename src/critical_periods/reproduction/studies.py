@@ -45,7 +45,6 @@ BREAK_EVEN_LRS = "0.05,0.1,0.2"
 BREAK_EVEN_EPOCHS = 60
 BREAK_EVEN_BATCH_LR = 0.1
 BREAK_EVEN_BATCHES = "32,128"
-TRAIN_ACC_THRESHOLD = be.TRAIN_ACC_THRESHOLD  # the paper's vertical line (CIFAR-10), fixed in advance
 
 # The break-even probes every 2 epochs (densely early), without the Hutchinson trace tr H, which no
 # claim reads: lambda_H^1 by Lanczos to 1% and K from mini-batch gradients.
@@ -144,7 +143,7 @@ STUDIES = (
         quick=(("sweep=break_even_lr", "optim.lr=0.05,0.2", *BREAK_EVEN_QUICK),),
         protocol={"models": ["mlp"], "window_length": None, "lrs": [float(x) for x in BREAK_EVEN_LRS.split(",")], "batch_size": 128,
                   "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS_BREAK_EVEN), "momentum": 0.0, "weight_decay": 0.0,
-                  "lr_schedule": "constant", "train_acc_threshold": TRAIN_ACC_THRESHOLD,
+                  "lr_schedule": "constant", "train_acc_threshold": be.PAPER_TRAIN_ACC_THRESHOLD,
                   "probes": "lambda_H^1 (Lanczos, 512 examples), K from 25 mini-batch gradients of B=128; every 2 epochs "
                             "and at 10 log-spaced early steps"},
     ),
@@ -156,7 +155,7 @@ STUDIES = (
         quick=(("sweep=break_even_batch", "optim.lr=0.1", "data.batch_size=32,512", *BREAK_EVEN_QUICK),),
         protocol={"models": ["mlp"], "window_length": None, "lr": BREAK_EVEN_BATCH_LR, "batch_sizes": seeds(BREAK_EVEN_BATCHES),
                   "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS_BREAK_EVEN), "momentum": 0.0, "weight_decay": 0.0,
-                  "lr_schedule": "constant", "train_acc_threshold": TRAIN_ACC_THRESHOLD,
+                  "lr_schedule": "constant", "train_acc_threshold": be.PAPER_TRAIN_ACC_THRESHOLD,
                   "probes": "as break_even_lr; K stays at B=128 whatever the training batch"},
     ),
     Study(

@@ -108,6 +108,14 @@ class ClassifierModule(pl.LightningModule):
         self.log("test/loss", F.cross_entropy(logits, y))
         self.log("test/acc", self.test_acc)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # LambdaLR saves its lambda's fields (LrFactor's restart epoch = this job's deficit end) and
+        # would load them over ours: the schedule is always this job's own, also when the checkpoint
+        # is another job's (a branch point shared by a sweep). Its epoch counter still comes from the checkpoint.
+        for scheduler in checkpoint.get("lr_schedulers", []):
+            if "lr_lambdas" in scheduler:
+                scheduler["lr_lambdas"] = [None] * len(scheduler["lr_lambdas"])
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)

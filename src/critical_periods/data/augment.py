@@ -45,10 +45,11 @@ def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, pad: int) -> 
     return cropped.permute(0, 3, 1, 2).contiguous()
 
 
-def batch_generator(seed: int, epoch: int, batch_index: int) -> torch.Generator:
-    """A CPU generator that depends on ``(seed, epoch, batch_index)`` only (mixed by SeedSequence,
-    so neighbouring tuples give unrelated streams)."""
-    state = np.random.SeedSequence([seed, epoch, batch_index]).generate_state(1, np.uint64)[0]
+def batch_generator(seed: int, epoch: int, batch_index: int, *stream: int) -> torch.Generator:
+    """A CPU generator that depends on ``(seed, epoch, batch_index, *stream)`` only (mixed by
+    SeedSequence, so neighbouring tuples give unrelated streams). ``stream`` tells apart the users
+    of one batch (the augmentation has none, the deficit's draws one)."""
+    state = np.random.SeedSequence([seed, epoch, batch_index, *stream]).generate_state(1, np.uint64)[0]
     return torch.Generator().manual_seed(int(state))
 
 

@@ -15,6 +15,9 @@ from critical_periods.data.deficits import Deficit, NoDeficit
 # Validation loaders: index 0 is the clean view, index 1 the same examples through the deficit
 # (only when there is a deficit). Callers ask is_deficit_view rather than compare indices.
 CLEAN, DEFICIT_VIEW = 0, 1
+# Streams of batch_generator besides the augmentation's: the deficit's draws on training batches and on
+# the validation deficit view.
+TRAIN_DEFICIT_STREAM, VIEW_DEFICIT_STREAM = 1, 2
 
 
 def seeded_split(num_examples: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,8 +86,8 @@ class DeficitDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.augment = augment
-        # (epoch, index) of the next training batch to augment: the draws depend on both.
-        self._augment_epoch, self._augment_index = -1, 0
+        # (epoch, index) of the next training and deficit-view batch: their random draws depend on both.
+        self._positions: dict[str, tuple[int, int]] = {}
         self._ready = False
 
     def setup(self, stage: str | None = None) -> None:
@@ -152,27 +155,33 @@ class DeficitDataModule(pl.LightningDataModule):
         """Whether validation loader ``dataloader_idx`` is the validation set through the deficit."""
         return dataloader_idx == DEFICIT_VIEW and not isinstance(self.deficit, NoDeficit)
 
-    def _augmented(self, batch, epoch: int):
-        if epoch != self._augment_epoch:  # the first batch of an epoch
-            self._augment_epoch, self._augment_index = epoch, 0
-        generator = batch_generator(self.seed, epoch, self._augment_index)
-        self._augment_index += 1
-        x, y = batch
-        return crop_flip(x, generator), y
+    def _batch_position(self, loop: str, epoch: int) -> tuple[int, int]:
+        """``(epoch, index)`` of this batch within ``loop``'s pass of ``epoch`` (counted from 0)."""
+        last_epoch, index = self._positions.get(loop, (-1, -1))
+        index = index + 1 if epoch == last_epoch else 0
+        self._positions[loop] = (epoch, index)
+        return epoch, index
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         # Runs on the device, after the transfer: augmentation, then the deficit, on training
-        # batches. Evaluation stays clean except the deficit view.
+        # batches. Evaluation stays clean except the deficit view. Random draws come from generators
+        # seeded by (seed, epoch, batch index, stream): a resumed or branched run draws the same.
         trainer = self.trainer
         if trainer is None:
             return batch
         if trainer.training:
+            epoch, index = self._batch_position("train", trainer.current_epoch)
             if self.augment:
-                batch = self._augmented(batch, trainer.current_epoch)
-            return self.deficit.transform(*batch) if self.deficit_active else batch
+                x, y = batch
+                batch = crop_flip(x, batch_generator(self.seed, epoch, index)), y
+            if not self.deficit_active:
+                return batch
+            return self.deficit.transform(*batch, generator=batch_generator(self.seed, epoch, index, TRAIN_DEFICIT_STREAM))
         in_validation = trainer.validating or trainer.sanity_checking
         if in_validation and self.is_deficit_view(dataloader_idx) and self.deficit_active:
-            return self.deficit.transform(*batch)
+            loop = "sanity_check" if trainer.sanity_checking else "deficit_view"  # a resumed run checks again
+            epoch, index = self._batch_position(loop, trainer.current_epoch)
+            return self.deficit.transform(*batch, generator=batch_generator(self.seed, epoch, index, VIEW_DEFICIT_STREAM))
         return batch
 
     def probe_set(self, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

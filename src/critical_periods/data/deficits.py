@@ -43,9 +43,10 @@ def vertical_flip(x: torch.Tensor) -> torch.Tensor:
 
 
 def white_noise(x: torch.Tensor, generator: torch.Generator, mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
-    """Replace the batch by Gaussian white noise with the data's mean and std (0 and 1 after normalisation)."""
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    return noise * std + mean
+    """Replace the batch by Gaussian white noise with the data's mean and std (0 and 1 after
+    normalisation), drawn on ``generator``'s device (the CPU for the data module's) and moved to ``x``'s."""
+    noise = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
+    return noise.to(x.device) * std + mean
 
 
 def permute_labels(y: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
@@ -56,8 +57,9 @@ def permute_labels(y: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
 class Deficit:
     """A deficit applied during the epochs ``[onset, onset + length)``.
 
-    Subclasses implement :meth:`transform`. :meth:`bind` is called once the data's shape is known,
-    to validate options against it and to draw seeded state (a permutation, a noise generator).
+    Subclasses implement :meth:`transform` (``generator``: per-batch random draws, for the deficits
+    that need them). :meth:`bind` is called once the data's shape is known, to validate options
+    against it and to draw seeded state (a permutation).
     """
 
     kind = "abstract"
@@ -81,7 +83,8 @@ class Deficit:
     def bind(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Check options against the data and prepare seeded state. Default: nothing to do."""
 
-    def transform(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform(self, x: torch.Tensor, y: torch.Tensor,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -97,7 +100,7 @@ class NoDeficit(Deficit):
     def active(self, epoch: int) -> bool:
         return False
 
-    def transform(self, x, y):
+    def transform(self, x, y, generator=None):
         return x, y
 
 
@@ -123,14 +126,14 @@ class Blur(Deficit):
                 f"for a quarter of it"
             )
 
-    def transform(self, x, y):
+    def transform(self, x, y, generator=None):
         return blur(x, self.size), y
 
 
 class VerticalFlip(Deficit):
     kind = "vertical_flip"
 
-    def transform(self, x, y):
+    def transform(self, x, y, generator=None):
         return vertical_flip(x), y
 
 
@@ -144,23 +147,20 @@ class LabelPermutation(Deficit):
         generator = torch.Generator().manual_seed(self.seed)
         self.permutation = torch.randperm(num_classes, generator=generator)
 
-    def transform(self, x, y):
+    def transform(self, x, y, generator=None):
         return x, permute_labels(y, self.permutation)
 
 
 class Noise(Deficit):
-    """White noise in place of the inputs. Draws come from the deficit's own seeded generator, so
-    switching the deficit on does not shift the random streams that training uses."""
+    """White noise in place of the inputs. Draws come from the generator the data module passes per
+    batch, seeded by ``(seed, epoch, batch index)`` and never the global RNG: switching the deficit on
+    does not shift the random streams training uses, and a run resumed or branched at an epoch
+    boundary sees the same noise as the uninterrupted one. Without a generator (a direct call), one
+    seeded by ``seed`` is used, so such a call always returns the same noise."""
 
     kind = "noise"
 
-    def bind(self, input_shape, num_classes):
-        self._generators: dict[torch.device, torch.Generator] = {}
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:
-            self._generators[device] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[device]
-
-    def transform(self, x, y):
-        return white_noise(x, self._generator(x.device)), y
+    def transform(self, x, y, generator=None):
+        if generator is None:
+            generator = torch.Generator().manual_seed(self.seed)
+        return white_noise(x, generator), y

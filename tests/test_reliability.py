@@ -75,7 +75,8 @@ def test_status_is_a_closed_vocabulary_and_old_summaries_still_read():
     old = {"status": "completed", "final/test_error": 0.3, "config": {}, "removed_field": 1}
     summary = Summary.from_json(old)
     assert (summary.status, summary.test_error, summary.epochs_trained) == (Status.COMPLETED, 0.3, None)
-    assert summary.to_json() == old
+    # Written back with every key it had; `branched_from_epoch` is always written (null: not branched).
+    assert summary.to_json() == {**old, "branched_from_epoch": None}
 
 
 # -- files: modes, torn lines, failed writes -----------------------------------------------------------

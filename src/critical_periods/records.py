@@ -51,6 +51,10 @@ FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED})  # final results: a re
 ENDED = FINISHED | {Status.FAILED, Status.INTERRUPTED}      # the record says how the run ended
 
 
+# Summary fields written even when null (null is an answer there: "trained from scratch").
+ALWAYS_WRITTEN = frozenset({"branched_from_epoch"})
+
+
 @dataclass
 class Summary:
     """``summary.json``: what every analysis needs, beside the resolved ``config``.
@@ -74,6 +78,8 @@ class Summary:
     config: dict[str, Any] = field(default_factory=dict)
     wandb_id: str | None = None
     resumed_from_epoch: int | None = None
+    # Epochs taken over from a sweep sibling's branch point; null: the job trained from its first epoch.
+    branched_from_epoch: int | None = None
     epochs_trained: int | None = None
     fit_seconds: float | None = None
     error: str | None = None
@@ -100,7 +106,7 @@ class Summary:
             if f.name in ("final", "extra"):
                 continue
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None or f.name in ALWAYS_WRITTEN:
                 payload[f.name] = value.value if isinstance(value, Status) else value
         payload.update(self.final)
         return payload

@@ -68,3 +68,24 @@ def is_held(run_dir: Path | str) -> bool | None:
     finally:
         os.close(fd)
     return False
+
+
+class exclusive:
+    """``with exclusive(path): ...`` waits for, then holds, an OS lock on ``path`` (created if needed):
+    for short critical sections shared by processes (the sweep's branch points). Released on exit, or
+    by the OS if the process dies."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    def __enter__(self) -> exclusive:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -44,6 +44,12 @@ def check_int(cfg: DictConfig, key: str, low: int, optional: bool = False) -> No
         raise not_allowed(key, value, f"a whole number >= {low}" + (" or null" if optional else ""))
 
 
+def check_bool(cfg: DictConfig, key: str) -> None:
+    value = _get(cfg, key)
+    if not isinstance(value, bool):
+        raise not_allowed(key, value, "true or false")
+
+
 def check_number(cfg: DictConfig, key: str, low: float, high: float = math.inf, low_open: bool = False,
                  high_open: bool = False) -> None:
     value = _get(cfg, key)
@@ -68,6 +74,7 @@ def check_config(cfg: DictConfig) -> None:
     """Every check that needs only the config. Raises :class:`ConfigError` at the first bad value."""
     check_int(cfg, "seed", 0)
     check_int(cfg, "threads", 1, optional=True)
+    check_bool(cfg, "branching")
     check_number(cfg, "optim.lr", 0.0, low_open=True)
     check_number(cfg, "optim.momentum", 0.0, 1.0, high_open=True)
     check_number(cfg, "optim.weight_decay", 0.0)

@@ -177,9 +177,11 @@ def live_epoch(metrics: dict[str, Any], step: int, steps_per_epoch: int | None) 
     return step / steps_per_epoch if steps_per_epoch else float(step)
 
 
-def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str) -> MirrorWandbLogger | None:
+def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str,
+                   history: list[dict[str, Any]] | None = None) -> MirrorWandbLogger | None:
     """A started online run (or, under ``wandb agent``, the agent's run), or ``None``: offline mode
-    (written from the record at the end), or W&B could not start (warned)."""
+    (written from the record at the end), or W&B could not start (warned). ``history``: record rows
+    the run holds before its first step (a job branched from a sweep sibling's state), logged first."""
     if cfg.logger.mode == "offline" and not under_agent():
         return None
     arguments = init_arguments(cfg, out_dir, run_id, cfg.logger.mode)
@@ -190,6 +192,8 @@ def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str) -> MirrorWandbLo
         run = logger.experiment  # wandb.init, here rather than mid-fit
         use_resolved_config(run, arguments["config"])
         define_axes(run)
+        if history:
+            log_rows(run, history)
     except Exception as err:
         finish_wandb(failed=True)
         warnings.warn(f"W&B could not start in {cfg.logger.mode} mode ({type(err).__name__}: {str(err).strip()[:300]}); "
@@ -235,6 +239,15 @@ def record_epochs(rows: list[dict[str, Any]]) -> list[float]:
     return epochs
 
 
+def log_rows(run: Any, rows: list[dict[str, Any]]) -> None:
+    """Log record rows to a W&B run, in step order, each with its epoch axis value."""
+    ordered = sorted(rows, key=lambda row: row.get("step") or 0)  # W&B steps never go back
+    for row, epoch in zip(ordered, record_epochs(ordered)):
+        values = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None}
+        if values:
+            run.log({**values, EPOCH_AXIS: epoch}, step=int(row.get("step") or 0))
+
+
 def write_offline_run(cfg: DictConfig, out_dir: Path, summary: Summary, rows: list[dict[str, Any]]) -> Path | None:
     """One complete offline W&B run from the record; returns its folder (``None`` if W&B failed, warned).
     An earlier offline copy of this run (an interrupted attempt) is replaced."""
@@ -244,11 +257,7 @@ def write_offline_run(cfg: DictConfig, out_dir: Path, summary: Summary, rows: li
     try:
         run = wandb.init(**init_arguments(cfg, out_dir, summary.wandb_id, "offline"))
         define_axes(run)
-        ordered = sorted(rows, key=lambda row: row.get("step") or 0)  # W&B steps never go back
-        for row, epoch in zip(ordered, record_epochs(ordered)):
-            values = {k: v for k, v in row.items() if k not in ("step", "epoch") and v is not None}
-            if values:
-                run.log({**values, EPOCH_AXIS: epoch}, step=int(row.get("step") or 0))
+        log_rows(run, rows)
         finish_summary(run, summary)
         folder = Path(run.dir).parent
         run.finish(exit_code=exit_code(summary))

@@ -19,9 +19,10 @@ import yaml
 
 from critical_periods.records import METRICS_FILE, SUMMARY_FILE, Status, Summary, load_summary, read_metrics
 from critical_periods.result_keys import is_result_key
+from critical_periods.branching import STORE_DIR
 from critical_periods.run_lock import is_held
 
-SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra"})
+SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra", STORE_DIR})
 
 # The analysis' own axes: every run is placed by its deficit and averaged over seeds. Every other
 # result key (``result_keys.RESULT_KEYS``) that varies between runs makes a condition, except the

@@ -26,8 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.plugins.environments import SLURMEnvironment
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from critical_periods.branching.plan import BranchPlan, branch_plan
+from critical_periods.callbacks.branch_points import BranchPoints
 from critical_periods.callbacks.checkpoint import ResumeCheckpoint
 from critical_periods.callbacks.progress import EpochProgress
+from critical_periods.callbacks.random_states import RandomStates
 from critical_periods.callbacks.run_config import StoreRunConfig
 from critical_periods.callbacks.stop import StopWhenRequested
 from critical_periods.data.datamodule import DeficitDataModule
@@ -53,6 +56,9 @@ def quiet_lightning() -> None:
     """Drop Lightning's per-fit chatter (GPU/TPU availability lines, advertising tips) and a
     deprecation notice it triggers inside torch; keep every other warning."""
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    # A checkpoint from another folder (a branch point, a copied run): ResumeCheckpoint keeps no
+    # "best model" paths, so there is nothing to reload and nothing to warn about.
+    warnings.filterwarnings("ignore", message=r".*The dirpath has changed from.*")
     for name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -103,14 +109,31 @@ def final_metrics(fit_metrics: dict[str, Any], test_results: list[dict[str, floa
     return metrics
 
 
+def default_threads() -> int | None:
+    """torch CPU threads when the config says ``threads: null``: the allocation under SLURM, one per
+    job under submitit's local launcher (its jobs run at once), and otherwise one core fewer than
+    torch would take (at most its default), so one other busy process never shares a core with a
+    training thread. ``None``: leave torch alone (``OMP_NUM_THREADS`` is set).
+
+    Why: torch's threads spin while they wait for each other; when another process holds one of
+    their cores, every parallel operation waits for the scheduler. On a 2-core machine beside one
+    busy process an epoch took 4.7x (MLP) and 6.5x (Conv1DNet) its idle time with 2 threads, and
+    1.1x with 1 (README, Threads). Thread counts change float summation order, so the count is fixed
+    for a run, never chosen from the machine's load."""
+    if "SLURM_CPUS_PER_TASK" in os.environ:
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local":
+        return 1
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(torch.get_num_threads(), cores - 1))
+
+
 def set_threads(threads: int | None) -> None:
-    """Cap torch's CPU threads. ``None``: one per job under submitit's local launcher (its jobs run at
-    once on one machine), the allocation under SLURM, torch's own default otherwise."""
+    """Cap torch's CPU threads at ``threads``, or :func:`default_threads` for ``None``."""
     if threads is None:
-        if "SLURM_CPUS_PER_TASK" in os.environ:
-            threads = int(os.environ["SLURM_CPUS_PER_TASK"])
-        elif os.environ.get("SUBMITIT_EXECUTOR") == "local":
-            threads = 1
+        threads = default_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))
 
@@ -194,6 +217,55 @@ def mirror_to_wandb(cfg: DictConfig, out_dir: Path, summary: Summary, live: Mirr
     write_offline_run(cfg, out_dir, summary, rows)
 
 
+def numerics_environment(cfg: DictConfig) -> str:
+    """What changes float rounding besides the config: the torch build, its CPU threads, the device."""
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+    return f"torch {torch.__version__}, {torch.get_num_threads()} threads, {device}"
+
+
+def plan_branching(cfg: DictConfig, config: dict[str, Any]) -> BranchPlan | None:
+    """This job's branching plan when it is a job of a multirun with ``branching=true``, else ``None``.
+    Branching only ever saves time: if the plan cannot be made, the job trains from scratch."""
+    if not cfg.get("branching") or not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    depth = len(Path(hydra_cfg.sweep.subdir).parts)
+    sweep_dir = Path(*run_dir.parts[: len(run_dir.parts) - depth])
+    try:
+        return branch_plan(config, run_dir, sweep_dir, hydra_cfg.job.config_name, numerics_environment(cfg))
+    except Exception as err:  # noqa: BLE001 - a failed plan costs time, never the run
+        log.warning("branching off: the sweep's jobs could not be planned (%s: %s)", type(err).__name__, err)
+        return None
+
+
+def take_branch_point(plan: BranchPlan, out_dir: Path) -> int | None:
+    """Start this job from the latest branch point holding its state, if there is one: copies it into
+    ``out_dir`` as the checkpoint to resume from. The epochs it covers, or ``None``."""
+    start = plan.start_point()
+    if start is None:
+        return None
+    key, epochs = start
+    adopted = plan.store.adopt(key, out_dir)
+    if adopted is not None:
+        log.info("branching from a sweep sibling's state after epoch %d (%s)", adopted, plan.store.root / key)
+    return adopted
+
+
+def prune_branch_points(plan: BranchPlan | None) -> None:
+    if plan is None:
+        return
+    try:
+        deleted = plan.prune()
+    except OSError as err:
+        log.warning("branch points not pruned: %s", err)
+        return
+    if deleted:
+        log.info("deleted %d branch point(s) no pending job of the sweep needs", len(deleted))
+
+
 def is_interruption(error: BaseException) -> bool:
     """A stop request, Ctrl+C, or a SystemExit (Lightning's SIGTERM exit, submitit's exit after requeue)."""
     return isinstance(error, (StopRequested, KeyboardInterrupt, SystemExit))
@@ -231,30 +303,54 @@ def train(cfg: DictConfig) -> Summary | None:
     try:
         # Authoritative now that the folder is ours (another process may have finished it meanwhile).
         previous, checkpoint, resumed_from = resume_point(out_dir, config)
+        plan = plan_branching(cfg, config)
         if previous is not None and previous.status in FINISHED:
             log.info("skipped: %s already holds a %s run", out_dir, previous.status)
+            prune_branch_points(plan)
             return previous
-        return fit_and_test(cfg, out_dir, config, datamodule, epochs, module, probes, previous, checkpoint, resumed_from)
+        branched_from = previous.branched_from_epoch if previous is not None and checkpoint is not None else None
+        resumed = resumed_from is not None
+        if checkpoint is None and plan is not None:
+            branched_from = take_branch_point(plan, out_dir)
+            if branched_from is not None:
+                checkpoint = last_checkpoint(out_dir)
+                resumed_from = checkpoint_epoch(checkpoint)
+        summary = fit_and_test(cfg, out_dir, config, datamodule, epochs, module, probes, previous, checkpoint,
+                               resumed_from, plan, branched_from, resumed)
+        prune_branch_points(plan)
+        return summary
     finally:
         lock.release()
 
 
 def fit_and_test(cfg: DictConfig, out_dir: Path, config: dict[str, Any], datamodule: DeficitDataModule, epochs: int,
                  module: ClassifierModule, probes: list[pl.Callback], previous: Summary | None,
-                 checkpoint: Path | None, resumed_from: int | None) -> Summary:
-    """The part of ``train`` that owns the run folder."""
+                 checkpoint: Path | None, resumed_from: int | None, plan: BranchPlan | None = None,
+                 branched_from: int | None = None, resumed: bool | None = None) -> Summary:
+    """The part of ``train`` that owns the run folder. ``checkpoint`` is the one to start from, after
+    epoch ``resumed_from``: this job's own (``resumed``), or a copy of a branch point, the state of a
+    sweep sibling after ``branched_from`` epochs (``None``: the job's start was its own)."""
+    resumed = resumed_from is not None if resumed is None else resumed
     trim_metrics(out_dir, resumed_from)
     summary = summary_of(cfg, config, datamodule, epochs)
     summary.wandb_id = (previous.wandb_id if previous is not None else None) or wandb_run_id()
-    if resumed_from is not None:
+    summary.branched_from_epoch = branched_from
+    if resumed:
         summary.resumed_from_epoch = resumed_from
         log.info("resuming %s after epoch %d", out_dir, resumed_from)
+    if resumed_from is not None:
         for callback in probes:
             callback.at_start = False  # its at-start row is in the record already; once is enough
     write_summary(out_dir, summary)
     loggers = build_loggers(cfg, out_dir)
-    live = start_live_run(cfg, out_dir, summary.wandb_id) if logger_kind(cfg) == "wandb" else None
-    callbacks = [*probes, *checkpoint_callbacks(cfg, out_dir), StopWhenRequested(), EpochProgress(), StoreRunConfig(config)]
+    branched_now = branched_from is not None and not resumed  # its first rows are a sibling's
+    history = read_metrics(out_dir) if branched_now and logger_kind(cfg) == "wandb" else None
+    live = start_live_run(cfg, out_dir, summary.wandb_id, history) if logger_kind(cfg) == "wandb" else None
+    callbacks = [*probes, *checkpoint_callbacks(cfg, out_dir), StopWhenRequested(), EpochProgress(),
+                 StoreRunConfig(config), RandomStates()]
+    save_points = plan.save_points() if plan is not None else {}
+    if save_points:
+        callbacks.append(BranchPoints(plan.store, save_points, out_dir))
     if live is not None:
         loggers.append(live)
         callbacks.append(pl.callbacks.LambdaCallback(on_train_start=steps_per_epoch_to(live)))

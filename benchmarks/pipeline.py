@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from critical_periods.train import build_datamodule, train
+from critical_periods.train import build_datamodule, default_threads, set_threads, train
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -38,7 +38,7 @@ def plain_loop(cfg, epochs: int) -> float:
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(len(x))
-        for i in range(0, len(x), batch):
+        for i in range(0, len(x) - batch + 1, batch):  # the Trainer drops the remainder batch too
             index = order[i : i + batch]
             loss = F.cross_entropy(model(x[index]), y[index])
             optimizer.zero_grad(set_to_none=True)
@@ -51,25 +51,58 @@ def plain_loop(cfg, epochs: int) -> float:
     return time.perf_counter() - start
 
 
+def profile_trainer(cfg, epochs: int) -> None:
+    """Profile one Trainer run and print where its wall time goes: self time (not counting callees)
+    in Lightning's and torchmetrics' Python code, in this project's, and in torch's Python code and
+    its C++ calls (cProfile counts a builtin call as its caller's callee, so kernels land in "torch")."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fit = train(cfg).fit_seconds
+    profiler.disable()
+    groups = {"lightning + torchmetrics": ("pytorch_lightning", "lightning_fabric", "lightning_utilities", "torchmetrics"),
+              "critical_periods": ("critical_periods",), "torch": ("torch",)}
+    totals = dict.fromkeys([*groups, "other"], 0.0)
+    for (filename, _, name), (_, _, self_time, _, _) in pstats.Stats(profiler).stats.items():
+        where = filename if filename != "~" else name  # builtins: "<method 'run_backward' of ...>"
+        group = next((g for g, keys in groups.items() if any(k in where for k in keys)), "other")
+        totals[group] += self_time
+    whole = sum(totals.values())
+    print(f"profiled Trainer run: fit {fit:.2f} s for {epochs} epochs; self time by code ({whole:.2f} s profiled):")
+    for group, seconds in totals.items():
+        print(f"  {group:26} {seconds:6.2f} s  {100 * seconds / whole:5.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2, help="alternate the two sides this many times; best of each")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one Trainer run: the self time of Lightning's own Python code")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both sides (default: the project's threads=null choice)")
     args = parser.parse_args()
+    threads = args.threads if args.threads is not None else default_threads()
+    set_threads(threads)  # the same for both sides: train() sets it again from the config
 
     with tempfile.TemporaryDirectory() as tmp, initialize_config_dir(CONF_DIR, version_base="1.3"):
         overrides = [
-            "deficit=none", "logger=none", "probes=none", "schedule.mode=fixed",
-            f"schedule.epochs={args.epochs}", f"paths.output_dir={tmp}", "trainer.enable_progress_bar=false",
+            "deficit=none", "logger=none", "probes=none", "schedule.mode=fixed", f"threads={threads or 'null'}",
+            f"schedule.epochs={args.epochs}", "trainer.enable_progress_bar=false",
         ]
-        cfg = compose("train", overrides=overrides)
-        build_datamodule(cfg)  # generate (and cache) the data before either side is timed
+        build_datamodule(compose("train", overrides=[*overrides, f"paths.output_dir={tmp}"]))  # generate the data first
         plain, lightning = [], []
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
+            cfg = compose("train", overrides=[*overrides, f"paths.output_dir={tmp}/{repeat}"])  # a fresh run each time
             plain.append(plain_loop(cfg, args.epochs))
-            lightning.append(train(cfg)["fit_seconds"])
+            lightning.append(train(cfg).fit_seconds)
+        if args.profile:
+            profile_trainer(compose("train", overrides=[*overrides, f"paths.output_dir={tmp}/profiled"]), args.epochs)
     p, lt = min(plain), min(lightning)
-    print(f"model={cfg.model._target_.rsplit('.', 1)[-1]} data=mnist1d batch={cfg.data.batch_size} epochs={args.epochs}")
+    print(f"model={cfg.model._target_.rsplit('.', 1)[-1]} data=mnist1d batch={cfg.data.batch_size} epochs={args.epochs} "
+          f"threads={torch.get_num_threads()}")
     print(f"plain loop : {p:.2f} s  ({1000 * p / args.epochs:.0f} ms/epoch)")
     print(f"Trainer    : {lt:.2f} s  ({1000 * lt / args.epochs:.0f} ms/epoch)")
     print(f"ratio      : {lt / p:.2f}x")

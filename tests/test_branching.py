@@ -62,6 +62,9 @@ def test_an_lr_restart_at_the_deficit_end_stops_the_sharing_where_the_schedules_
 
 # -- the records are bitwise those of lone jobs ----------------------------------------------------------
 
+REMOVAL = ("deficit.length=0,1,2,3", "schedule.epochs_after_deficit=2", "probes=fisher", "probes.probe_size=64")
+
+
 def comparable(rows):
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
@@ -97,8 +100,7 @@ def assert_same_records(branched: Path, alone: Path) -> dict[tuple, int | None]:
 # Noise: its draws are seeded per batch; a stateful generator would give the branch other noise.
 @pytest.mark.parametrize("deficit", ["blur", "noise"])
 def test_a_branched_removal_sweep_records_exactly_what_lone_jobs_record(tmp_path, deficit):
-    grid = (f"deficit={deficit}", "deficit.length=0,1,2,3", "schedule.epochs_after_deficit=2", "probes=fisher",
-            "probes.probe_size=64")
+    grid = (f"deficit={deficit}", *REMOVAL)
     branched = run_sweep(tmp_path, "branched", *grid)
     alone = run_sweep(tmp_path, "alone", *grid, "branching=false")
     taken = assert_same_records(branched, alone)
@@ -135,3 +137,31 @@ def test_a_branched_window_sweep_with_the_representation_probes_records_exactly_
         for file in saved:
             with np.load(run_dir / REPRESENTATIONS_DIR / file) as x, np.load(other / REPRESENTATIONS_DIR / file) as y:
                 assert x.files == y.files and all(np.array_equal(x[k], y[k]) for k in x.files), (name, file)
+
+
+@pytest.mark.slow
+def test_parallel_jobs_under_the_local_launcher_branch_or_train_alone_and_still_record_the_same(tmp_path):
+    # Every job starts at once: a trunk may not be there yet (the job then trains it itself), or be
+    # written while another job looks (atomic renames, a lock around copies and deletions).
+    branched = run_sweep(tmp_path, "local", *REMOVAL, "hydra/launcher=local")
+    alone = run_sweep(tmp_path, "alone", *REMOVAL, "branching=false")
+    assert_same_records(branched, alone)
+    assert BranchStore(branched).points() == {}
+
+
+def test_a_sweep_stopped_mid_job_resumes_and_branches_to_the_same_records(tmp_path):
+    from test_reliability import run_with_fault
+
+    sweep_dir = tmp_path / "stopped"
+    args = ["-m", *TINY, "trainer=cpu", "checkpoint.min_seconds=0", *REMOVAL, f"hydra.sweep.dir={sweep_dir}"]
+    # SIGTERM at the start of epoch 2 of the first job that has one (deficit.length=1, 3 epochs).
+    stopped = run_with_fault("sigterm:2", *args, cwd=tmp_path)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert read_summary(sweep_dir / next(p for p in jobs(sweep_dir) if "length=1" in p))["status"] == "interrupted"
+    again = run_cli(*args, cwd=tmp_path, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    alone = run_sweep(tmp_path, "alone", *REMOVAL, "branching=false")
+    taken = assert_same_records(sweep_dir, alone)
+    assert [taken["blur", 0, n] for n in (0, 1, 2, 3)] == [None, None, 1, 2]
+    resumed = read_summary(sweep_dir / next(p for p in jobs(sweep_dir) if "length=1" in p))
+    assert resumed["resumed_from_epoch"] == 1  # its own checkpoint after epoch 2 of 3 (index 1)

@@ -250,3 +250,23 @@ def test_probe_configs_build_the_callback():
     assert full.stiffness == StiffnessOptions(matrix_every_n_epochs=1)
     # full composes break_even: a change there reaches full
     assert compose_probes("full", "probes.covariance.batches=7").covariance.batches == 7
+
+
+def test_the_global_random_streams_survive_a_weights_only_checkpoint(tmp_path):
+    import io
+    import random
+
+    import numpy as np
+    import torch
+
+    from critical_periods.callbacks.random_states import RandomStates
+
+    torch.manual_seed(1), np.random.seed(2), random.seed(3)
+    saved = io.BytesIO()
+    torch.save({"callbacks": {"RandomStates": RandomStates().state_dict()}}, saved)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(9), np.random.seed(9), random.seed(9)  # anything in between
+    saved.seek(0)
+    RandomStates().load_state_dict(torch.load(saved, weights_only=True)["callbacks"]["RandomStates"])
+    drawn = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(drawn[0], expected[0]) and np.array_equal(drawn[1], expected[1]) and drawn[2] == expected[2]

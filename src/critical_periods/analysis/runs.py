@@ -142,6 +142,11 @@ class Run:
         return self._get("fit_seconds")
 
     @property
+    def branched_from_epoch(self) -> int | None:
+        """Epochs this run took over from a sweep sibling's branch point (``None``: trained them all)."""
+        return self._get("branched_from_epoch")
+
+    @property
     def error(self) -> str | None:
         """The first line of the failure message of a failed run."""
         error = self._get("error")

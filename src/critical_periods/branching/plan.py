@@ -70,7 +70,8 @@ def branch_plan(config: dict[str, Any], run_dir: Path, sweep_dir: Path, config_n
     """The plan of the job whose resolved config is ``config``, or ``None`` (with the reason logged)
     when the sweep's jobs cannot be known or composing them does not give back this job's config.
     ``environment``: see :func:`timeline` (the same for every job of one launch)."""
-    jobs = sweep_jobs(sweep_dir, config_name)
+    store = BranchStore(sweep_dir)
+    jobs = sweep_jobs(sweep_dir, config_name, cache_dir=store.root)
     if jobs is None:
         log.info("branching off: the jobs of the sweep in %s cannot be listed (a sweeper other than "
                  "Hydra's basic one, or no multirun.yaml)", sweep_dir)
@@ -85,7 +86,7 @@ def branch_plan(config: dict[str, Any], run_dir: Path, sweep_dir: Path, config_n
         log.warning("branching off: composing this job again gives another config (%s)", ", ".join(differing))
         return None
     others = [(job, timeline(job.config, environment)) for job in jobs if job is not mine[0]]
-    return BranchPlan(BranchStore(sweep_dir), timeline(config, environment), others)
+    return BranchPlan(store, timeline(config, environment), others)
 
 
 def branched_starts(timelines: list[Timeline]) -> list[int]:

@@ -10,12 +10,16 @@ are no siblings to know of, and the caller does without.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf, open_dict
+
+from critical_periods.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +66,32 @@ def compose_job(overrides: list[str], config_name: str, sweep_dir: Path) -> Job:
     return Job(tuple(overrides), run_dir, OmegaConf.to_container(cfg, resolve=True))
 
 
-def sweep_jobs(sweep_dir: Path, config_name: str) -> list[Job] | None:
+def sweep_jobs(sweep_dir: Path, config_name: str, cache_dir: Path | None = None) -> list[Job] | None:
     """Every job of the sweep in ``sweep_dir``, or ``None`` when they cannot be known (no
-    multirun.yaml, another sweeper, no Hydra in this process)."""
+    multirun.yaml, another sweeper, no Hydra in this process).
+
+    Composing costs tens of milliseconds a job and every job of the sweep needs the list, so the
+    first job to compose it leaves it in ``cache_dir`` (if given), named by multirun.yaml's digest:
+    a sweep of N jobs composes N configs, not N^2."""
     from hydra.core.global_hydra import GlobalHydra
 
     path = Path(sweep_dir) / MULTIRUN_FILE
-    if not path.exists() or not GlobalHydra.instance().is_initialized():
+    if not path.exists():
         return None
-    jobs = grid(OmegaConf.load(path))
+    text = path.read_text()
+    cache = Path(cache_dir) / f"jobs-{hashlib.sha256((config_name + text).encode()).hexdigest()[:20]}.json" if cache_dir else None
+    if cache is not None and cache.is_file():
+        try:
+            return [Job(tuple(job["overrides"]), Path(job["run_dir"]), job["config"]) for job in json.loads(cache.read_text())]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # unreadable: compose again
+    if not GlobalHydra.instance().is_initialized():
+        return None
+    jobs = grid(OmegaConf.create(text))
     if jobs is None:
         return None
-    return [compose_job(overrides, config_name, Path(sweep_dir)) for overrides in jobs]
+    composed = [compose_job(overrides, config_name, Path(sweep_dir)) for overrides in jobs]
+    if cache is not None:
+        listed = [{"overrides": list(j.overrides), "run_dir": str(j.run_dir), "config": j.config} for j in composed]
+        write_text_atomic(cache, json.dumps(listed))
+    return composed

@@ -58,7 +58,10 @@ def render_markdown(record: dict[str, Any]) -> str:
         "",
         f"Machine: {run['machine']}; {run['jobs']} studies at a time. Wall time of this command: "
         f"{run['wall_minutes']:.1f} min (jobs finished by an earlier, interrupted invocation are skipped, not re-timed); "
-        f"{run['runs']} runs, whose own training time adds up to {run['fit_minutes']:.1f} min.",
+        f"{run['runs']} runs, whose own training time adds up to {run['fit_minutes']:.1f} min"
+        + (f"; {run['runs_branched']} of them branched from a sweep sibling's state (exact checkpoint branching), "
+           f"taking over {run['epochs_taken_over']} of the {run['epochs_recorded']} epochs recorded."
+           if run.get("runs_branched") else "."),
         "",
         "Setting: MNIST-1D (4000 train / 1000 test, generated offline); the MLP 40-512-512-512-10 and the conv1d net "
         "(3 strided convolutions of 32 channels); SGD, lr 0.05, momentum 0.9, weight decay 5e-4, lr x0.97 per epoch "

@@ -27,6 +27,7 @@ class BranchPoints(Checkpoint):
         self.points = dict(points)
         self.run_dir = Path(run_dir)
         self.pending_path = self.run_dir / CHECKPOINT_DIR / "branch.ckpt.pending"
+        self.pending_path.unlink(missing_ok=True)  # left by a run killed before it could publish
         self._pending: tuple[str, int] | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -149,6 +149,7 @@ def test_parallel_jobs_under_the_local_launcher_branch_or_train_alone_and_still_
     assert BranchStore(branched).points() == {}
 
 
+@pytest.mark.slow
 def test_a_sweep_stopped_mid_job_resumes_and_branches_to_the_same_records(tmp_path):
     from test_reliability import run_with_fault
 

@@ -1,0 +1,66 @@
+"""Every closed vocabulary of the project, in one place: a typo is a ``ValueError``, not a new
+category. Each is a ``str`` enum, so its members compare equal to (and serialise as) their values.
+
+>>> RunStatus("completed") is RunStatus.COMPLETED, RunStatus.COMPLETED == "completed"
+(True, True)
+>>> Verdict("not reproduced").counts_as_reproduction, Verdict.OBSERVED.counts_as_reproduction
+(False, False)
+>>> sorted(k.value for k in DeficitKind)[:3]
+['blur', 'label_permutation', 'noise']
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _Vocabulary(str, Enum):
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [member.value for member in cls]
+
+
+class RunStatus(_Vocabulary):
+    """What a run's record says about it."""
+
+    COMPLETED = "completed"      # trained and tested
+    DIVERGED = "diverged"        # stopped on a non-finite training loss (a result, not an error)
+    FAILED = "failed"            # an exception ended it; `error` says which
+    INTERRUPTED = "interrupted"  # stopped by a signal (SIGTERM/SIGINT, pre-emption); resumes on re-run
+    RUNNING = "running"          # written at start; still running, or killed without a chance to say so
+    NOT_STARTED = "not_started"  # only Hydra's files: rejected or skipped before training (analysis only)
+    DEBUG = "debug"              # a debug=default run (a couple of batches): never a result
+
+
+class DeficitKind(_Vocabulary):
+    """The deficits a run can apply during its window (``deficit.kind``)."""
+
+    NONE = "none"
+    BLUR = "blur"
+    VERTICAL_FLIP = "vertical_flip"
+    LABEL_PERMUTATION = "label_permutation"
+    NOISE = "noise"
+
+
+class FisherEstimator(_Vocabulary):
+    """How the expectation over the model's labels y ~ p_w(y|x) is taken."""
+
+    EXACT = "exact"      # a sum over all classes weighted by p (C backward passes)
+    SAMPLED = "sampled"  # labels drawn from p (one backward pass per sample)
+
+
+class Verdict(_Vocabulary):
+    """The status of a claim in the reproduction report."""
+
+    REPRODUCED = "reproduced"          # the interval excludes 0 in the paper's direction and meets the minimal effect
+    PARTLY = "partly"                  # a claim of several parts: some hold
+    NOT_REPRODUCED = "not reproduced"  # the interval excludes the paper's effect
+    INCONCLUSIVE = "inconclusive"      # neither
+    OBSERVED = "observed"              # exploratory, no paper claim behind it: never counted as a reproduction
+
+    @property
+    def counts_as_reproduction(self) -> bool:
+        return self in (Verdict.REPRODUCED, Verdict.PARTLY)

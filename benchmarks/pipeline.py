@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from critical_periods.train import build_datamodule, default_threads, set_threads, train
+from critical_periods.build import build_datamodule
+from critical_periods.threads import default_threads, set_threads
+from critical_periods.train import train
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from critical_periods.data.datamodule import stratified_pick
 from critical_periods.models.conv1d import Conv1DNet
 from critical_periods.models.mlp import MLP
-from critical_periods.metric_names import PER_EXAMPLE_TRACE_K
+from critical_periods.record.metric_names import PER_EXAMPLE_TRACE_K
 from critical_periods.probes import (
     CovarianceOptions,
     FisherOptions,

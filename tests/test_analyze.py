@@ -20,7 +20,8 @@ from critical_periods.analysis import break_even as be
 from critical_periods.analysis import figures
 from critical_periods.analysis.runs import load_sweep
 from critical_periods.analysis.tables import removal_table, sensitivity_table
-from critical_periods.records import read_metrics, read_summary
+from critical_periods.record.metrics import read_metrics
+from critical_periods.record.summary import read_summary
 from critical_periods.train import train
 
 from conftest import CONF_DIR, TINY

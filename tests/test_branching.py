@@ -3,18 +3,18 @@ branched job's record is bitwise the record of the same job run alone."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from critical_periods.branching import STORE_DIR
-from critical_periods.branching.store import BranchStore
-from critical_periods.branching.timeline import shared_epochs, timeline
-from critical_periods.callbacks.probes import STIFFNESS_FILE
-from critical_periods.probes.representations import REPRESENTATIONS_DIR
-from critical_periods.records import read_metrics, read_summary
+from critical_periods.record.layout import BRANCH_STORE_DIR as STORE_DIR
+from critical_periods.sweep.branch_store import BranchStore
+from critical_periods.sweep.timeline import shared_epochs, timeline
+from critical_periods.record.layout import STIFFNESS_FILE
+from critical_periods.record.layout import REPRESENTATIONS_DIR
+from critical_periods.record.metrics import read_metrics
+from critical_periods.record.summary import read_summary
 
 from conftest import TINY, run_cli
 

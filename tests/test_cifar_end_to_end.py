@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from critical_periods.records import read_metrics, read_summary
-from critical_periods import metric_names as names
+from critical_periods.record.metrics import read_metrics
+
+from critical_periods.record.summary import read_summary
+from critical_periods.record import metric_names as names
 
 from conftest import CONF_DIR
 

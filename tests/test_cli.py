@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from critical_periods.records import read_summary
+from critical_periods.record.summary import read_summary
 from critical_periods.train import train
 
 from conftest import TINY, run_cli

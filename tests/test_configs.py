@@ -8,9 +8,9 @@ import pytorch_lightning as pl
 import torch
 
 from critical_periods.data.datamodule import DeficitDataModule
-from critical_periods.train import build_datamodule
-from critical_periods.loggers import build_loggers, logger_kind
-from critical_periods.records import RunRecordLogger
+from critical_periods.build import build_datamodule
+from critical_periods.tracking.loggers import build_loggers, logger_kind
+from critical_periods.record.metrics import RunRecordLogger
 
 from conftest import CONF_DIR
 

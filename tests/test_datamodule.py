@@ -7,8 +7,8 @@ from critical_periods.data.batches import TensorBatches
 from critical_periods.data.datamodule import DeficitDataModule, stratified_pick
 from critical_periods.data.deficits import VerticalFlip
 from critical_periods.data.synthetic import load_synthetic
-from critical_periods.metric_names import EPOCH, VAL_ACC, VAL_DEFICIT_ACC
-from critical_periods.records import RunRecordLogger, read_metrics
+from critical_periods.record.metric_names import EPOCH, VAL_ACC, VAL_DEFICIT_ACC
+from critical_periods.record.metrics import RunRecordLogger, read_metrics
 from critical_periods.models.mlp import MLP
 from critical_periods.module import ClassifierModule
 from critical_periods.schedule import LrFactor

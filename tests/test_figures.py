@@ -15,11 +15,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
-from critical_periods import metric_names as mn
+from critical_periods.record import metric_names as mn
 from critical_periods.analysis import figures, probe_figures
 from critical_periods.analysis.labels import deficit_words, run_words, setting_words, value_words
 from critical_periods.analysis.plotting import NoData, group_runs
-from critical_periods.records import Summary
+from critical_periods.record.summary import Summary
 from critical_periods.analysis.runs import Run, load_sweep, varying_settings
 
 from test_analyze import run_job

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from critical_periods.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW
+from critical_periods.record.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW
 from critical_periods.probes.frequency import (
     DEFAULT_DELTA_FRACTION,
     default_delta,

@@ -5,12 +5,13 @@ import hydra
 import pytest
 import torch
 
-from critical_periods.metric_names import FISHER_TRACE, LAMBDA_H1, STEP
+from critical_periods.record.metric_names import FISHER_TRACE, LAMBDA_H1, STEP
 from critical_periods.models.cnn import SimpleCNN
 from critical_periods.probes import FisherOptions, HessianOperator, HessianOptions, compute_probes
 from critical_periods.probes.context import full_precision, probe_mode
-from critical_periods.records import read_metrics
-from critical_periods.train import build_datamodule, train
+from critical_periods.record.metrics import read_metrics
+from critical_periods.build import build_datamodule
+from critical_periods.train import train
 
 
 def probe_all(model, x, y):

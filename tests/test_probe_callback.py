@@ -19,8 +19,9 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from critical_periods import metric_names as names
-from critical_periods.callbacks.probes import STIFFNESS_FILE, ProbeCallback
+from critical_periods.record import metric_names as names
+from critical_periods.record.layout import STIFFNESS_FILE
+from critical_periods.callbacks.probes import ProbeCallback
 from critical_periods.data.arrays import DataArrays
 from critical_periods.data.datamodule import DeficitDataModule
 from critical_periods.probes import CovarianceOptions, FisherOptions, HessianOptions, StiffnessOptions

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 from critical_periods.probes import (
     CovarianceOptions,
     DeltaLoss,

@@ -11,11 +11,11 @@ from critical_periods.callbacks.progress import EpochProgress
 from critical_periods.data.datamodule import DeficitDataModule
 from critical_periods.data.deficits import Blur
 from critical_periods.data.digits import load_digits
-from critical_periods.metric_names import EPOCH, FISHER_TRACE, LAMBDA_H1, LR, TRAIN_LOSS, VAL_ACC
+from critical_periods.record.metric_names import EPOCH, FISHER_TRACE, LAMBDA_H1, LR, TRAIN_LOSS, VAL_ACC
 from critical_periods.models.cnn import SimpleCNN
 from critical_periods.module import ClassifierModule
 from critical_periods.probes import FisherOptions, HessianOptions
-from critical_periods.records import RunRecordLogger, read_metrics
+from critical_periods.record.metrics import RunRecordLogger, read_metrics
 from critical_periods.schedule import LrFactor
 
 LINE = re.compile(

@@ -3,7 +3,9 @@ import json
 import pytest
 import torch
 
-from critical_periods.records import RunRecordLogger, read_metrics, read_summary, write_json_atomic
+from critical_periods.record.metrics import RunRecordLogger, read_metrics
+
+from critical_periods.record.summary import read_summary, write_json_atomic
 
 
 def test_logger_appends_one_strict_json_object_per_call(tmp_path):

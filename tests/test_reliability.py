@@ -21,12 +21,14 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from critical_periods.analysis.runs import load_sweep, varying_settings
-from critical_periods.records import Status, Summary, read_metrics, read_summary, write_json_atomic
-from critical_periods.result_keys import differing_keys, flatten, is_result_key
-from critical_periods.resume import trim_metrics
-from critical_periods.run_lock import RunLock, is_held
+from critical_periods.vocabulary import RunStatus
+from critical_periods.record.summary import Summary, read_summary, write_json_atomic
+from critical_periods.record.metrics import read_metrics
+from critical_periods.record.result_keys import differing_keys, flatten, is_result_key
+from critical_periods.record.resume import trim_metrics
+from critical_periods.record.lock import RunLock, is_held
 from critical_periods.train import train
-from critical_periods.validation import ConfigError
+from critical_periods.config.validation import ConfigError
 
 from conftest import CONF_DIR, TINY, run_cli
 
@@ -74,7 +76,7 @@ def test_status_is_a_closed_vocabulary_and_old_summaries_still_read():
         Summary.from_json({"status": "complete"})  # a typo is an error, not a new status
     old = {"status": "completed", "final/test_error": 0.3, "config": {}, "removed_field": 1}
     summary = Summary.from_json(old)
-    assert (summary.status, summary.test_error, summary.epochs_trained) == (Status.COMPLETED, 0.3, None)
+    assert (summary.status, summary.test_error, summary.epochs_trained) == (RunStatus.COMPLETED, 0.3, None)
     # Written back with every key it had; `branched_from_epoch` is always written (null: not branched).
     assert summary.to_json() == {**old, "branched_from_epoch": None}
 
@@ -103,7 +105,7 @@ def test_a_torn_last_line_is_dropped_on_resume(tmp_path):
 
 
 def test_a_failed_record_write_never_hides_the_training_error(make_cfg, tmp_path, monkeypatch):
-    from critical_periods import train as train_module
+    from critical_periods import fitting as train_module
     from critical_periods.module import ClassifierModule
 
     def crash(self, batch, batch_idx):
@@ -112,7 +114,7 @@ def test_a_failed_record_write_never_hides_the_training_error(make_cfg, tmp_path
     real_write = train_module.write_summary
 
     def disk_full_after_start(run_dir, summary):
-        if summary.status != Status.RUNNING:
+        if summary.status != RunStatus.RUNNING:
             raise OSError(28, "No space left on device")
         real_write(run_dir, summary)
 
@@ -132,7 +134,7 @@ def test_a_second_process_never_writes_into_a_folder_another_holds(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from critical_periods.run_lock import RunLock, is_held
+            from critical_periods.record.lock import RunLock, is_held
             RunLock({str(run_dir)!r}).acquire()
             print("held", flush=True)
             time.sleep(300)
@@ -151,7 +153,7 @@ def test_a_second_process_never_writes_into_a_folder_another_holds(tmp_path):
 
 
 def test_lock_is_exclusive_between_open_files_and_released_on_exit(tmp_path):
-    from critical_periods.run_lock import RunFolderBusy
+    from critical_periods.record.lock import RunFolderBusy
 
     assert is_held(tmp_path) is None
     with RunLock(tmp_path):
@@ -218,7 +220,7 @@ def reference(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference")
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*RESUMABLE, f"paths.output_dir={out}"])
-    assert train(cfg).status == Status.COMPLETED
+    assert train(cfg).status == RunStatus.COMPLETED
     return out
 
 
@@ -325,7 +327,7 @@ def test_wandb_that_cannot_start_falls_back_and_the_run_completes(tmp_path, case
 def test_wandb_failing_mid_run_is_dropped_with_a_warning_and_never_raises(tmp_path, monkeypatch):
     from pytorch_lightning.loggers import WandbLogger
 
-    from critical_periods.wandb_run import MirrorWandbLogger
+    from critical_periods.tracking.wandb_run import MirrorWandbLogger
 
     calls = []
 
@@ -362,7 +364,7 @@ def corrupt_checkpoint(run_dir: Path, cfg) -> None:
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 torn")
     config = OmegaConf.to_container(cfg, resolve=True)
-    write_json_atomic(run_dir / "summary.json", Summary(status=Status.INTERRUPTED, config=config).to_json())
+    write_json_atomic(run_dir / "summary.json", Summary(status=RunStatus.INTERRUPTED, config=config).to_json())
 
 
 # (overrides, setup of the data dir or run dir, what the one line must say)
@@ -446,8 +448,8 @@ def test_analysis_skips_unreadable_summaries_and_names_jobs_that_never_started(t
     job("killed", json.dumps({"status": "running", "config": {}}), lock=True)
     runs = {r.job: r for r in load_sweep(tmp_path)}
     assert {name: r.status for name, r in runs.items()} == {
-        "torn": Status.NOT_STARTED, "a_list": Status.NOT_STARTED, "rejected": Status.NOT_STARTED,
-        "killed": Status.INTERRUPTED,
+        "torn": RunStatus.NOT_STARTED, "a_list": RunStatus.NOT_STARTED, "rejected": RunStatus.NOT_STARTED,
+        "killed": RunStatus.INTERRUPTED,
     }
     assert any(str(tmp_path / "torn" / "summary.json") in note for note in runs["torn"].notes)
     assert any(str(tmp_path / "a_list" / "summary.json") in note for note in runs["a_list"].notes)

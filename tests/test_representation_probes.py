@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 from critical_periods.callbacks.probes import ProbeCallback
-from critical_periods.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW, cka_vs_init
+from critical_periods.record.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW, cka_vs_init
 from critical_periods.probes.cka import linear_cka
 from critical_periods.probes.frequency import frequency_metrics, low_pass_weights
 from critical_periods.probes.representation_probes import (
@@ -28,7 +28,7 @@ from critical_periods.probes.representations import (
     save_representations,
     saved_epochs,
 )
-from critical_periods.records import read_metrics
+from critical_periods.record.metrics import read_metrics
 
 F64 = torch.float64
 

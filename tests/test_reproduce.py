@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 from critical_periods.analysis.runs import Run
-from critical_periods.records import Status, Summary
+from critical_periods.vocabulary import RunStatus
+from critical_periods.record.summary import Summary
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.report import render_markdown, write_record
 from critical_periods.reproduction.studies import NOT_IN_FOLDER_NAMES, STUDIES
@@ -128,7 +129,7 @@ def break_even_run(lr, seed, h1, acc, k1=None, batch_size=128):
             probe[names.LAMBDA_K1] = k1[e]
         rows += [probe, {"step": e + 1, "epoch": e, names.TRAIN_ACC: a}]
     return Run(job=f"lr{lr}-b{batch_size}-s{seed}", path=Path("."), overrides=(), status="completed",
-               summary=Summary(status=Status.COMPLETED, seed=seed), config={"optim": {"lr": lr}, "data": {"batch_size": batch_size}},
+               summary=Summary(status=RunStatus.COMPLETED, seed=seed), config={"optim": {"lr": lr}, "data": {"batch_size": batch_size}},
                metrics=rows)
 
 

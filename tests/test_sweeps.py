@@ -14,7 +14,9 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from critical_periods.records import read_metrics, read_summary
+from critical_periods.record.metrics import read_metrics
+
+from critical_periods.record.summary import read_summary
 
 from conftest import CONF_DIR, TINY, run_cli
 
@@ -128,7 +130,7 @@ def test_resume_checkpoint_is_throttled_by_wall_time_but_always_written_after_th
     from critical_periods.data.synthetic import load_synthetic
     from critical_periods.models.mlp import MLP
     from critical_periods.module import ClassifierModule
-    from critical_periods.resume import checkpoint_epoch, last_checkpoint
+    from critical_periods.record.resume import checkpoint_epoch, last_checkpoint
 
     class Seen(pl.Callback):
         def __init__(self):

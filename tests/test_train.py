@@ -1,12 +1,12 @@
 """The training entry point: in-process runs for the record's contents, real subprocesses for the CLI."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from critical_periods.module import ClassifierModule
-from critical_periods.records import read_metrics, read_summary
+from critical_periods.record.metrics import read_metrics
+from critical_periods.record.summary import read_summary
 from critical_periods.train import train
 
 from conftest import TINY, run_cli
@@ -129,7 +129,7 @@ def test_full_probes_reach_the_run_record_and_wandb_under_the_same_names(make_cf
 def test_threads_follow_the_launcher(monkeypatch, env, expected):
     import torch
 
-    from critical_periods.train import set_threads
+    from critical_periods.threads import set_threads
 
     before = torch.get_num_threads()
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import yaml
 
-from critical_periods.records import read_metrics, read_summary
+from critical_periods.record.metrics import read_metrics
+
+from critical_periods.record.summary import read_summary
 from critical_periods.train import train
-from critical_periods.wandb_run import record_epochs
+from critical_periods.record.epochs import record_epochs
 
 from conftest import TINY, run_cli
 from test_reliability import RESUMABLE, run_with_fault

@@ -6,12 +6,12 @@ import shutil
 
 import yaml
 
-from critical_periods import wandb_sweeps
-from critical_periods.wandb_sweeps import SWEEPS_DIR, grid_values, stale_files, studies
+from critical_periods.sweep import wandb_files as wandb_sweeps
+from critical_periods.sweep.wandb_files import SWEEPS_DIR, grid_values, stale_files, studies
 
 
 def test_committed_wandb_files_are_generated_from_the_studies():
-    assert stale_files() == [], "run: python -m critical_periods.wandb_sweeps"
+    assert stale_files() == [], "run: python -m critical_periods.sweep.wandb_files"
 
 
 def test_every_hydra_grid_point_is_a_wandb_grid_point():

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from critical_periods.metric_names import VAL_DEFICIT_ACC
+from critical_periods.record.metric_names import VAL_DEFICIT_ACC
 from critical_periods.schedule import LrFactor
 
 

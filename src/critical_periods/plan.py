@@ -5,7 +5,7 @@
     python -m critical_periods.plan -m sweep=achille_cifar10 --seconds-per-epoch 14 --seconds-per-job 60
 
 Prints the number of jobs and the epochs they train, with branching (each shared prefix trained once,
-jobs run in Hydra's order; see ``critical_periods.branching``) and without. Given a time per epoch,
+jobs run in Hydra's order; see ``critical_periods.sweep``) and without. Given a time per epoch,
 measured here (``--time``: the sweep's first job for two epochs, one with its deficit, with its
 probes, on this machine) or given (``--seconds-per-epoch``, e.g. timed on the cluster's GPU), it also
 estimates device-hours. It composes every job's config exactly as the multirun would, so a bad
@@ -49,11 +49,11 @@ def plan_sweep(arguments: list[str]) -> SweepPlan:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
-    from critical_periods.branching.plan import branched_starts
-    from critical_periods.branching.siblings import compose_job, grid
-    from critical_periods.branching.timeline import timeline
+    from critical_periods.sweep.branch_plan import branched_starts
+    from critical_periods.sweep.siblings import compose_job, grid
+    from critical_periods.sweep.timeline import timeline
 
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         sweep_config = GlobalHydra.instance().hydra.compose_config(
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds-per-job", type=float, default=0.0, help="start-up and test time per job")
     parser.add_argument("--jobs", action="store_true", help="list every job's epochs")
     args, overrides = parser.parse_known_args(argv)
-    from critical_periods.validation import ConfigError
+    from critical_periods.config.validation import ConfigError
 
     try:
         plan = plan_sweep(overrides)

@@ -20,8 +20,8 @@ from torch import nn
 
 from critical_periods.callbacks.run_config import CONFIG_IN_CHECKPOINT
 from critical_periods.data.datamodule import DeficitDataModule
-from critical_periods.records import Summary, load_summary
-from critical_periods.resume import last_checkpoint
+from critical_periods.record.summary import Summary, load_summary
+from critical_periods.record.resume import last_checkpoint
 
 # The LightningModule keeps the network as ``self.model``: its keys in the state dict start with this.
 MODEL_PREFIX = "model."

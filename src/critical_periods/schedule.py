@@ -8,7 +8,9 @@ explicit option (``lr_restart``), never a hidden choice.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 MODES = ("after_deficit", "fixed")
 LR_SCHEDULES = ("constant", "exponential", "step")
@@ -75,3 +77,42 @@ def lr_factor(kind: str, gamma: float, step_size: int, restart: bool, deficit_en
     _whole("lr_step_size", step_size, 1)
     restart_epoch = deficit_end if restart and deficit_length > 0 else None
     return LrFactor(kind, float(gamma), step_size, restart_epoch)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A run's time line: how many epochs it trains, when its deficit is on, and its lr factor per
+    epoch (with the restart at the deficit's end, if asked). The one place that does this arithmetic:
+    training, branching and the cost plan all build one.
+
+    >>> s = Schedule.of({"mode": "after_deficit", "epochs": 0, "epochs_after_deficit": 3, "lr_schedule": "exponential",
+    ...                  "lr_gamma": 0.5, "lr_step_size": 1, "lr_restart": True}, onset=1, length=2)
+    >>> s.epochs, [s.deficit_on(e) for e in range(s.epochs)], s.lr_factors()
+    (6, [False, True, True, False, False, False], [1.0, 0.5, 0.25, 1.0, 0.5, 0.25, 0.125])
+    """
+
+    epochs: int
+    onset: int
+    length: int
+    lr_factor: LrFactor
+
+    @property
+    def deficit_end(self) -> int:
+        return self.onset + self.length
+
+    def deficit_on(self, epoch: int) -> bool:
+        return self.onset <= epoch < self.deficit_end
+
+    def lr_factors(self) -> list[float]:
+        """The lr factor of every epoch, and of the epoch after the last (a checkpoint holds it)."""
+        return [float(self.lr_factor(e)) for e in range(self.epochs + 1)]
+
+    @classmethod
+    def of(cls, schedule: Mapping[str, Any], onset: int, length: int) -> Schedule:
+        """From the ``schedule`` config and the deficit's window; raises ``ValueError`` (one line,
+        naming the key) for a bad value."""
+        end = onset + length
+        epochs = total_epochs(schedule["mode"], end, schedule["epochs"], schedule["epochs_after_deficit"])
+        factor = lr_factor(schedule["lr_schedule"], schedule["lr_gamma"], schedule["lr_step_size"],
+                           schedule["lr_restart"], end, length)
+        return cls(epochs, onset, length, factor)

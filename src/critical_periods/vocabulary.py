@@ -11,6 +11,7 @@ category. Each is a ``str`` enum, so its members compare equal to (and serialise
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 
@@ -43,6 +44,17 @@ class DeficitKind(_Vocabulary):
     VERTICAL_FLIP = "vertical_flip"
     LABEL_PERMUTATION = "label_permutation"
     NOISE = "noise"
+
+    @classmethod
+    def from_target(cls, target: str) -> DeficitKind:
+        """The kind of a deficit config's ``_target_`` class path.
+
+        >>> DeficitKind.from_target("critical_periods.data.deficits.VerticalFlip")
+        <DeficitKind.VERTICAL_FLIP: 'vertical_flip'>
+        """
+        name = target.rsplit(".", 1)[-1]
+        snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+        return cls("none" if snake == "no_deficit" else snake)
 
 
 class FisherEstimator(_Vocabulary):

@@ -34,7 +34,7 @@ import numpy as np
 
 from critical_periods.analysis.runs import Run
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 
 TRAIN_ACC = names.TRAIN_ACC
 

@@ -1,13 +1,5 @@
-"""A metric's trajectory over training, from the rows of ``metrics.jsonl``.
-
-The time axis is *epochs completed* when the value was logged: 0 for the probe of the initial
-weights (global step 0), ``e + 1`` for anything logged at the end of epoch ``e``, and fractions in
-between for probes at extra early steps (interpolated by global step within the epoch).
-
-The training module's per-epoch metrics (``EPOCH_END_KEYS``: the epoch's mean training loss and
-accuracy, validation, lr) are logged with the step of the epoch's last batch, one step before the
-end-of-epoch probes; they describe the whole epoch, so they are placed at ``e + 1`` by their epoch.
-"""
+"""A metric's trajectory over training, from the rows of ``metrics.jsonl``, against *epochs
+completed* (the project's one epoch axis: see ``critical_periods.record.epochs``)."""
 
 from __future__ import annotations
 
@@ -17,44 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from critical_periods import metric_names as mn
-
-FINAL_PREFIXES = ("final/", "test/")
-EPOCH_END_KEYS = frozenset({mn.TRAIN_LOSS, mn.TRAIN_ACC, mn.VAL_LOSS, mn.VAL_ACC, mn.VAL_DEFICIT_ACC, mn.LR, mn.DEFICIT_ACTIVE})
-
-
-def _is_training_row(row: dict[str, Any]) -> bool:
-    return isinstance(row.get("step"), int) and isinstance(row.get("epoch"), int) and not any(
-        key.startswith(FINAL_PREFIXES) for key in row
-    )
-
-
-def epoch_anchors(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
-    """``(steps, epochs completed)``: step 0 -> 0 epochs, and the last global step logged in epoch
-    ``e`` -> ``e + 1`` epochs (the test and ``final/`` rows left out)."""
-    last_step: dict[int, int] = {}
-    for row in rows:
-        if _is_training_row(row):
-            last_step[row["epoch"]] = max(row["step"], last_step.get(row["epoch"], -1))
-    steps, epochs = [0], [0.0]
-    for epoch in sorted(last_step):
-        if last_step[epoch] > steps[-1]:
-            steps.append(last_step[epoch])
-            epochs.append(epoch + 1.0)
-    return np.asarray(steps, dtype=float), np.asarray(epochs)
-
-
-def steps_to_epochs(steps: np.ndarray, anchors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Global steps -> epochs completed, piecewise linear between the anchors (and beyond the last,
-    at the last epoch's pace)."""
-    anchor_steps, anchor_epochs = anchors
-    epochs = np.interp(steps, anchor_steps, anchor_epochs)
-    if len(anchor_steps) >= 2:
-        pace = (anchor_epochs[-1] - anchor_epochs[-2]) / (anchor_steps[-1] - anchor_steps[-2])
-        beyond = steps > anchor_steps[-1]
-        epochs[beyond] = anchor_epochs[-1] + (steps[beyond] - anchor_steps[-1]) * pace
-    return epochs
-
+from critical_periods.record.epochs import EPOCH_END_KEYS, FINAL_PREFIXES, epoch_anchors, steps_to_epochs
 
 @dataclass
 class Series:

@@ -18,10 +18,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from critical_periods import metric_names as mn
+from critical_periods.record import metric_names as mn
 from critical_periods.analysis import break_even as be
 from critical_periods.analysis import probe_figures
-from critical_periods.analysis.curves import Series, epoch_anchors, first_reaching, keys_with_prefix, mean_over_runs, series
+from critical_periods.record.epochs import epoch_anchors
+from critical_periods.analysis.curves import Series, first_reaching, keys_with_prefix, mean_over_runs, series
 from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, settings_words, value_words
 from critical_periods.analysis.plotting import (
     EpochAxes, Group, NoData, by_words, draw_metrics, epoch_axes, group_runs, has_early_probes, integer_ticks, save,

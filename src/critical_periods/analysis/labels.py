@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from critical_periods import metric_names as mn
+from critical_periods.record import metric_names as mn
 from critical_periods.analysis.runs import Run, flatten
 
 # config key (dotted, as in the resolved config) -> words
@@ -149,7 +149,7 @@ def deficit_words(run: Run) -> str:
     [onset, onset + length) in epochs.
 
     >>> from pathlib import Path
-    >>> from critical_periods.records import Summary
+    >>> from critical_periods.record.summary import Summary
     >>> run = Run("j", Path("j"), (), "completed", Summary(deficit="vertical_flip", onset=4, length=2), {})
     >>> deficit_words(run)
     'vertical flip in epochs 4-6'

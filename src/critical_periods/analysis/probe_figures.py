@@ -16,19 +16,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from critical_periods import metric_names as mn
+from critical_periods.record import metric_names as mn
 from critical_periods.analysis.curves import keys_with_prefix, mean_over_runs, series
 from critical_periods.analysis.labels import SEED_BAND, has_deficit, runs_count
 from critical_periods.analysis.plotting import NoData, by_words, draw_metrics, epoch_axes, group_runs
 from critical_periods.analysis.runs import Run, condition, varying_settings
 from critical_periods.analysis.tables import plotted_runs
 from critical_periods.probes.representation_probes import cka_between_runs
-from critical_periods.probes.representations import REPRESENTATIONS_DIR, saved_epochs
+from critical_periods.record.layout import REPRESENTATIONS_DIR
+from critical_periods.probes.representations import saved_epochs
 
 STIFFNESS_KEYS = (mn.STIFFNESS_COS_SAME, mn.STIFFNESS_COS_DIFF, mn.STIFFNESS_SIGN_SAME, mn.STIFFNESS_SIGN_DIFF)
 FREQUENCY_KEYS = (mn.FREQUENCY_ERROR_LOW, mn.FREQUENCY_ERROR_HIGH)

@@ -9,18 +9,18 @@ from typing import Any
 
 from critical_periods.analysis.runs import Run
 from critical_periods.analysis.tables import Cell, baselines, removal_table, sensitivity_table
-from critical_periods.records import Status
+from critical_periods.vocabulary import RunStatus
 
 
 def status_summary(runs: Sequence[Run]) -> str:
     """``"12 runs: 10 completed, 1 failed (job: error), 1 running (job); skipped from figures: ..."``"""
     counts = Counter(r.status for r in runs)
     parts = []
-    for status in Status:  # in the order of the enum
+    for status in RunStatus:  # in the order of the enum
         if not counts[status]:
             continue
         part = f"{counts[status]} {status.value.replace('_', ' ')}"
-        if status != Status.COMPLETED:
+        if status != RunStatus.COMPLETED:
             detail = "; ".join(f"{r.job}: {r.error}" if r.error else r.job for r in runs if r.status == status)
             part += f" ({detail})"
         parts.append(part)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,17 @@ from typing import Any
 
 import yaml
 
-from critical_periods.records import METRICS_FILE, SUMMARY_FILE, Status, Summary, load_summary, read_metrics
-from critical_periods.result_keys import is_result_key
-from critical_periods.branching import STORE_DIR
-from critical_periods.run_lock import is_held
+from critical_periods.record.layout import BRANCH_STORE_DIR, METRICS_FILE, SUMMARY_FILE
 
-SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra", STORE_DIR})
+from critical_periods.vocabulary import DeficitKind, RunStatus
+
+from critical_periods.record.summary import Summary, load_summary
+
+from critical_periods.record.jsonl import read_rows_and_torn
+from critical_periods.record.result_keys import is_result_key
+from critical_periods.record.lock import is_held
+
+SKIPPED_DIRS = frozenset({"analysis", "wandb", ".hydra", BRANCH_STORE_DIR})
 
 # The analysis' own axes: every run is placed by its deficit and averaged over seeds. Every other
 # result key (``result_keys.RESULT_KEYS``) that varies between runs makes a condition, except the
@@ -39,7 +43,7 @@ class SweepError(ValueError):
 class Run:
     """One job of the sweep, as its record on disk describes it.
 
-    ``status`` (a :class:`Status`) is the summary's, except: a job without ``summary.json`` is
+    ``status`` (a :class:`RunStatus`) is the summary's, except: a job without ``summary.json`` is
     ``running`` if it logged metrics and ``not_started`` if it holds only Hydra's files (rejected or
     skipped before training); a summary that says ``running`` while no process holds the folder's
     lock is ``interrupted`` (killed without a chance to say so). Fields the record does not give are
@@ -49,7 +53,7 @@ class Run:
     job: str                      # the job directory, relative to the sweep directory
     path: Path
     overrides: tuple[str, ...]    # the job's Hydra overrides (.hydra/overrides.yaml)
-    status: Status
+    status: RunStatus
     summary: Summary | None
     config: dict[str, Any]        # resolved (from summary.json) or raw (.hydra/config.yaml) config
     metrics: list[dict[str, Any]] = field(repr=False, default_factory=list)
@@ -73,7 +77,7 @@ class Run:
         if self.summary is not None and self.summary.deficit is not None:
             return self.summary.deficit
         target = dig(self.config, "deficit", "_target_")
-        return deficit_kind(target) if isinstance(target, str) else None
+        return DeficitKind.from_target(target).value if isinstance(target, str) else None
 
     @property
     def onset(self) -> int | None:
@@ -156,7 +160,7 @@ class Run:
 
     @property
     def completed(self) -> bool:
-        return self.status == Status.COMPLETED
+        return self.status == RunStatus.COMPLETED
 
     @property
     def is_baseline(self) -> bool:
@@ -175,13 +179,6 @@ def dig(tree: Any, *keys: str) -> Any:
             return None
         tree = tree[key]
     return tree
-
-
-def deficit_kind(target: str) -> str:
-    """The deficit kind from its class path: ``...deficits.VerticalFlip`` -> ``vertical_flip``."""
-    name = target.rsplit(".", 1)[-1]
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-    return "none" if snake == "no_deficit" else snake
 
 
 def _int(value: Any) -> int | None:
@@ -222,26 +219,18 @@ def read_overrides(job_dir: Path) -> tuple[str, ...]:
 
 
 def _read_metrics_tolerant(job_dir: Path, notes: list[str]) -> list[dict[str, Any]]:
-    """``read_metrics``; a line cut short by a job being written to or killed is skipped, with a note."""
-    try:
-        return read_metrics(job_dir)
-    except ValueError:
-        rows, bad = [], 0
-        with open(job_dir / METRICS_FILE) as f:
-            for line in filter(str.strip, f):
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    bad += 1
+    """``metrics.jsonl``; a line cut short by a job being written to or killed is skipped, with a note."""
+    rows, bad = read_rows_and_torn(job_dir / METRICS_FILE)
+    if bad:
         notes.append(f"{bad} unreadable line(s) in {METRICS_FILE} skipped")
-        return rows
+    return rows
 
 
-def status_of(job_dir: Path, summary: Summary | None, metrics: list[dict[str, Any]]) -> Status:
+def status_of(job_dir: Path, summary: Summary | None, metrics: list[dict[str, Any]]) -> RunStatus:
     if summary is None:
-        return Status.RUNNING if metrics else Status.NOT_STARTED
-    if summary.status == Status.RUNNING and is_held(job_dir) is False:
-        return Status.INTERRUPTED  # its process is gone (the OS dropped the lock) without recording an end
+        return RunStatus.RUNNING if metrics else RunStatus.NOT_STARTED
+    if summary.status == RunStatus.RUNNING and is_held(job_dir) is False:
+        return RunStatus.INTERRUPTED  # its process is gone (the OS dropped the lock) without recording an end
     return summary.status
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from critical_periods.resume import CHECKPOINT_DIR, LAST_CHECKPOINT
+from critical_periods.record.layout import CHECKPOINT_DIR, LAST_CHECKPOINT
 
 PENDING_SUFFIX = ".pending"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -15,7 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 from critical_periods.probes import (
     CovarianceOptions,
     DeltaLoss,
@@ -25,23 +24,9 @@ from critical_periods.probes import (
     compute_probes,
 )
 from critical_periods.probes.representation_probes import RepresentationOptions, RepresentationProbe
-from critical_periods.atomic import write_text_atomic
-
-# In the run folder (the trainer's default_root_dir): one JSON object per saved stiffness matrix,
-# {"step": ..., "epoch": ..., "matrix": [[...], ...]} (C x C, NaN as null).
-STIFFNESS_FILE = "stiffness.jsonl"
-
-
-def trim_stiffness(run_dir: Path, first_epoch: int) -> None:
-    """Drop the rows of ``run_dir/stiffness.jsonl`` from epochs >= ``first_epoch`` (all of them for 0),
-    atomically: a resumed run logs those epochs again."""
-    path = Path(run_dir) / STIFFNESS_FILE
-    if not path.exists():
-        return
-    with open(path) as f:
-        rows = [line for line in f if line.strip()]
-    write_text_atomic(path, "".join(line for line in rows if json.loads(line)["epoch"] < first_epoch))
-
+from critical_periods.record.jsonl import append_row
+from critical_periods.record.layout import STIFFNESS_FILE
+from critical_periods.record.resume import trim_stiffness
 
 def log_spaced_steps(until_step: int, count: int) -> set[int]:
     """About ``count`` global steps in [1, until_step], log-spaced (dense where the break-even point lies).
@@ -222,8 +207,7 @@ class ProbeCallback(pl.Callback):
         line = {names.STEP: trainer.global_step, names.EPOCH: trainer.current_epoch, "matrix": rows}
         path = Path(trainer.default_root_dir) / STIFFNESS_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:  # one flushed line per call, like metrics.jsonl
-            f.write(json.dumps(line, allow_nan=False) + "\n")
+        append_row(path, line)  # one flushed line per call, like metrics.jsonl
 
     @staticmethod
     def _finite(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
 
-from critical_periods.metric_names import (
+from critical_periods.record.metric_names import (
     DEFICIT_ACTIVE, EPOCH, FISHER_TRACE, LAMBDA_H1, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC,
 )
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from critical_periods.vocabulary import DeficitKind
+
 
 def blur(x: torch.Tensor, size: int) -> torch.Tensor:
     """Area-downsample every spatial axis to ``size``, then (bi)linearly upsample back.
@@ -95,7 +97,7 @@ class NoDeficit(Deficit):
     """Clean training. ``onset``/``length`` still set the schedule, so a control run can have the
     same number of epochs as the deficit runs it is compared with."""
 
-    kind = "none"
+    kind = DeficitKind.NONE
 
     def active(self, epoch: int) -> bool:
         return False
@@ -108,7 +110,7 @@ class Blur(Deficit):
     """Blur through ``size`` samples per spatial axis; ``size=None`` means a quarter of the input
     (8x8 for 32x32 images, 10 samples for 40-sample mnist1d signals)."""
 
-    kind = "blur"
+    kind = DeficitKind.BLUR
 
     def __init__(self, onset: int = 0, length: int = 0, seed: int = 0, size: int | None = None) -> None:
         super().__init__(onset, length, seed)
@@ -131,7 +133,7 @@ class Blur(Deficit):
 
 
 class VerticalFlip(Deficit):
-    kind = "vertical_flip"
+    kind = DeficitKind.VERTICAL_FLIP
 
     def transform(self, x, y, generator=None):
         return vertical_flip(x), y
@@ -141,7 +143,7 @@ class LabelPermutation(Deficit):
     """A fixed permutation of the classes drawn from ``seed`` (it may leave some classes in place,
     as a uniform random permutation does)."""
 
-    kind = "label_permutation"
+    kind = DeficitKind.LABEL_PERMUTATION
 
     def bind(self, input_shape, num_classes):
         generator = torch.Generator().manual_seed(self.seed)
@@ -158,7 +160,7 @@ class Noise(Deficit):
     boundary sees the same noise as the uninterrupted one. Without a generator (a direct call), one
     seeded by ``seed`` is used, so such a call always returns the same noise."""
 
-    kind = "noise"
+    kind = DeficitKind.NOISE
 
     def transform(self, x, y, generator=None):
         if generator is None:

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 from critical_periods.probes.context import probe_mode
 from critical_periods.stopping import raise_if_stop_requested
 

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from critical_periods.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW
+from critical_periods.record.metric_names import FREQUENCY_ERROR_HIGH, FREQUENCY_ERROR_LOW
 
 # delta = this x the median pairwise distance of the probe inputs; see the table above.
 DEFAULT_DELTA_FRACTION = 0.3

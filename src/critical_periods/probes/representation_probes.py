@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from critical_periods.metric_names import cka_vs_init
+from critical_periods.record.metric_names import cka_vs_init
 from critical_periods.probes.cka import CentredGram, centred_gram, gram_cka, layerwise_cka
 from critical_periods.probes.frequency import frequency_metrics, probe_filter
 from critical_periods.probes.representations import (

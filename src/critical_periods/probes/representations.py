@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from critical_periods.atomic import write_atomic
+from critical_periods.record.atomic import write_atomic
 from critical_periods.probes.context import probe_mode
 from critical_periods.probes.per_example import parametrised_layers
+from critical_periods.record.layout import REPRESENTATIONS_DIR
 from critical_periods.stopping import raise_if_stop_requested
 
 
@@ -91,7 +92,6 @@ def forward_with_representations(
     return representations, torch.cat(outputs)
 
 
-REPRESENTATIONS_DIR = "representations"
 # Reserved array name in the .npz (module names never start with "__"): the probe inputs' digest.
 _DIGEST_KEY = "__probe_digest__"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from critical_periods import metric_names as names
+from critical_periods.record import metric_names as names
 from critical_periods.analysis.break_even import PASS_FRACTION, RunPeaks, break_even_runs, compare
 from critical_periods.analysis.runs import Run
 from critical_periods.analysis.tables import Stat, baselines, plotted_runs, removal_table

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from critical_periods.atomic import write_text_atomic
+from critical_periods.record.atomic import write_text_atomic
 
 JSON_FILE = "reproduction.json"
 MARKDOWN_FILE = "reproduction.md"

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from critical_periods.branching.siblings import Job, sweep_jobs
-from critical_periods.branching.store import BranchStore
-from critical_periods.branching.timeline import Timeline, shared_epochs, timeline
-from critical_periods.records import FINISHED, load_summary
-from critical_periods.result_keys import differing_keys
+from critical_periods.sweep.siblings import Job, sweep_jobs
+from critical_periods.sweep.branch_store import BranchStore
+from critical_periods.sweep.timeline import Timeline, shared_epochs, timeline
+from critical_periods.record.summary import FINISHED, load_summary
+from critical_periods.record.result_keys import differing_keys
 
 log = logging.getLogger(__name__)
 

@@ -13,28 +13,59 @@ A directory holding a run of a *different* config (see ``result_keys``) is never
 
 from __future__ import annotations
 
-import json
 import logging
 import pickle
+from dataclasses import dataclass
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from critical_periods.metric_names import EPOCH
-from critical_periods.atomic import write_text_atomic
-from critical_periods.records import METRICS_FILE, Summary
-from critical_periods.result_keys import differing_keys
+from critical_periods.record.jsonl import trim_rows
+from critical_periods.record.layout import CHECKPOINT_DIR, LAST_CHECKPOINT, METRICS_FILE, STIFFNESS_FILE
+from critical_periods.record.metric_names import EPOCH
+from critical_periods.record.summary import FINISHED, Summary, load_summary
+from critical_periods.record.result_keys import differing_keys
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last"  # file stem; written by callbacks.checkpoint.ResumeCheckpoint
 
 
 class ResumeError(ValueError):
     """The run folder cannot be resumed as it is (another config's run, a corrupt checkpoint)."""
+
+
+@dataclass
+class ResumePoint:
+    """Where a run starts: what its folder held, and the checkpoint to start from, after ``epoch``
+    epochs: the job's own (``resumed``), or a copy of a branch point, a sweep sibling's state after
+    ``branched_from`` epochs. All ``None``: a fresh start."""
+
+    previous: Summary | None = None
+    checkpoint: Path | None = None
+    epoch: int | None = None
+    branched_from: int | None = None
+    resumed: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """The folder holds a final result: the job is skipped."""
+        return self.previous is not None and self.previous.status in FINISHED
+
+
+def resume_point(out_dir: Path, config: dict[str, Any]) -> ResumePoint:
+    """What ``out_dir`` holds. Raises :class:`ResumeError` (one line) if the folder holds another
+    config's run or a bad file."""
+    try:
+        previous = load_summary(out_dir)
+    except ValueError as err:
+        raise ResumeError(f"{err}; delete it to start this run over") from None
+    if previous is None:
+        return ResumePoint()
+    check_same_run(previous, config, out_dir)
+    checkpoint = last_checkpoint(out_dir)
+    if checkpoint is None:
+        return ResumePoint(previous)
+    return ResumePoint(previous, checkpoint, checkpoint_epoch(checkpoint), previous.branched_from_epoch, resumed=True)
 
 
 def check_same_run(previous: Summary, config: dict[str, Any], run_dir: Path) -> None:
@@ -58,6 +89,8 @@ def checkpoint_epoch(path: Path) -> int:
     """The last epoch fully trained when ``path`` was saved (Lightning stores the epoch it ended).
     Raises :class:`ResumeError` naming the file if it cannot be read."""
     try:
+        import torch  # here: the summary-only paths (skipping a finished job) need no torch
+
         # weights_only: a checkpoint is data; Lightning's own loader reads it the same way.
         return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
@@ -66,33 +99,19 @@ def checkpoint_epoch(path: Path) -> int:
         ) from None
 
 
-def _parse(line: str) -> dict[str, Any] | None:
-    try:
-        row = json.loads(line)
-    except ValueError:
-        return None
-    return row if isinstance(row, dict) else None
-
-
 def trim_metrics(run_dir: Path, last_epoch: int | None) -> None:
     """Keep the metric rows of epochs up to ``last_epoch`` (all dropped for ``None``), atomically.
 
     Rows without an epoch (the ``final/*`` row) are dropped: they come after training, so a resumed
     run logs them again. A line that is not JSON (torn by a full disk or a kill mid-write) is dropped
     with a warning instead of blocking the resume."""
-    path = run_dir / METRICS_FILE
-    if not path.exists():
-        return
-    with open(path) as f:
-        lines = [line if line.endswith("\n") else line + "\n" for line in f if line.strip()]
-    parsed = [(line, _parse(line)) for line in lines]
-    torn = sum(row is None for _, row in parsed)
-    if torn:
-        log.warning("%s: dropped %d unreadable line(s) (cut short by a kill or a full disk)", path, torn)
-    kept = [] if last_epoch is None else [
-        line for line, row in parsed
-        if row is not None and isinstance(row.get(EPOCH), int) and row[EPOCH] <= last_epoch
-    ]
-    write_text_atomic(path, "".join(kept))
-    if len(kept) != len(lines) - torn:
-        log.info("dropped %d metric rows logged after the checkpoint", len(lines) - torn - len(kept))
+    dropped = trim_rows(run_dir / METRICS_FILE, lambda row: last_epoch is not None and isinstance(row.get(EPOCH), int)
+                        and row[EPOCH] <= last_epoch)
+    if dropped:
+        log.info("dropped %d metric rows logged after the checkpoint", dropped)
+
+
+def trim_stiffness(run_dir: Path, first_epoch: int) -> None:
+    """Drop the rows of ``stiffness.jsonl`` from epochs >= ``first_epoch`` (all of them for 0),
+    atomically: a resumed run logs those epochs again. A torn line is dropped with a warning."""
+    trim_rows(Path(run_dir) / STIFFNESS_FILE, lambda row: isinstance(row.get(EPOCH), int) and row[EPOCH] < first_epoch)

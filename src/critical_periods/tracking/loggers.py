@@ -12,7 +12,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from critical_periods.records import RunRecordLogger
+from critical_periods.record.metrics import RunRecordLogger
 
 LOGGER_KINDS = ("wandb", "csv", "tensorboard")
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import OmegaConf, open_dict
 
-from critical_periods.atomic import write_text_atomic
+from critical_periods.record.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 

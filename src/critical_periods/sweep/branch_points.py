@@ -1,4 +1,4 @@
-"""Saves the branch points other jobs of the sweep will start from (see ``critical_periods.branching``)."""
+"""Saves the branch points other jobs of the sweep will start from (see ``critical_periods.sweep``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Checkpoint
 
-from critical_periods.branching.store import BranchStore
-from critical_periods.resume import CHECKPOINT_DIR
+from critical_periods.sweep.branch_store import BranchStore
+from critical_periods.record.layout import CHECKPOINT_DIR
 
 
 class BranchPoints(Checkpoint):

@@ -20,8 +20,8 @@ from typing import Any
 
 import hydra
 
-from critical_periods.result_keys import result_config
-from critical_periods.schedule import lr_factor, total_epochs
+from critical_periods.record.result_keys import result_config
+from critical_periods.schedule import Schedule
 
 # The two parts of the config a timeline spells out epoch by epoch instead of comparing whole.
 PER_EPOCH_PARTS = ("deficit", "schedule")
@@ -54,17 +54,15 @@ def timeline(config: dict[str, Any], environment: str = "") -> Timeline:
     ``environment`` names what decides float rounding besides the config (torch version, threads,
     device): a state saved under another one is not this job's, bit for bit."""
     deficit = hydra.utils.instantiate(config["deficit"])
-    schedule = config["schedule"]
-    epochs = total_epochs(schedule["mode"], deficit.end, schedule["epochs"], schedule["epochs_after_deficit"])
-    factor = lr_factor(schedule["lr_schedule"], schedule["lr_gamma"], schedule["lr_step_size"],
-                       schedule["lr_restart"], deficit.end, deficit.length)
+    schedule = Schedule.of(config["schedule"], deficit.onset, deficit.length)
+    epochs = schedule.epochs
     options = json.dumps({k: v for k, v in config["deficit"].items() if k not in WINDOW_KEYS}, sort_keys=True)
     trunk = {k: v for k, v in result_config(config).items() if k.split(".")[0] not in PER_EPOCH_PARTS}
     trunk["environment"] = environment
     return Timeline(
         trunk=json.dumps(trunk, sort_keys=True),
         deficit=tuple(options if deficit.active(e) else None for e in range(epochs)),
-        lr=tuple(float(factor(e)) for e in range(epochs + 1)),
+        lr=tuple(schedule.lr_factors()),
         epochs=epochs,
     )
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -63,6 +62,7 @@ def check_number(cfg: DictConfig, key: str, low: float, high: float = math.inf, 
 
 
 def check_accelerator(cfg: DictConfig) -> None:
+    import torch  # here: validating the rest of a config needs no torch
     accelerator = _get(cfg, "trainer.accelerator")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise not_allowed("trainer.accelerator", accelerator, "cpu or auto on this machine (torch sees no CUDA GPU)")

@@ -1,54 +1,25 @@
-"""The run record on disk: ``metrics.jsonl`` while training, ``summary.json`` from start to end.
+"""``summary.json``: a run's status and final numbers, written at its start and at its end.
 
-Analysis reads only these files, so it works offline and without a W&B account. Non-finite
-numbers are written as ``null`` to keep every line strict JSON. The vocabulary of the record lives
-here: the run statuses (:class:`Status`) and the summary's fields (:class:`Summary`).
+Analysis reads only the run record, so it works offline and without a W&B account. The summary's
+fields are :class:`Summary`; the statuses are :class:`~critical_periods.vocabulary.RunStatus`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import os
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pytorch_lightning.loggers.logger import Logger
-from pytorch_lightning.utilities import rank_zero_only
-
-from critical_periods.atomic import write_text_atomic
-from critical_periods.metric_names import (
-    EPOCH, FINAL_PREFIX, FINAL_TEST_ACC, FINAL_TEST_ERROR, FINAL_TEST_LOSS, STEP,
-)
-
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
+from critical_periods.record.atomic import write_text_atomic
+from critical_periods.record.layout import SUMMARY_FILE
+from critical_periods.record.metric_names import FINAL_PREFIX, FINAL_TEST_ACC, FINAL_TEST_ERROR, FINAL_TEST_LOSS
+from critical_periods.vocabulary import RunStatus
 
 
-class Status(str, Enum):
-    """What a run's record says about it. A typo is a ``ValueError``, not a new category.
-
-    >>> Status("completed") is Status.COMPLETED, Status.COMPLETED == "completed"
-    (True, True)
-    """
-
-    COMPLETED = "completed"      # trained and tested
-    DIVERGED = "diverged"        # stopped on a non-finite training loss (a result, not an error)
-    FAILED = "failed"            # an exception ended it; `error` says which
-    INTERRUPTED = "interrupted"  # stopped by a signal (SIGTERM/SIGINT, pre-emption); resumes on re-run
-    RUNNING = "running"          # written at start; still running, or killed without a chance to say so
-    NOT_STARTED = "not_started"  # only Hydra's files: rejected or skipped before training (analysis only)
-    DEBUG = "debug"              # a debug=default run (a couple of batches): never a result
-
-    def __str__(self) -> str:
-        return self.value
-
-
-FINISHED = frozenset({Status.COMPLETED, Status.DIVERGED})  # final results: a re-run skips them
-ENDED = FINISHED | {Status.FAILED, Status.INTERRUPTED}      # the record says how the run ended
+FINISHED = frozenset({RunStatus.COMPLETED, RunStatus.DIVERGED})  # final results: a re-run skips them
+ENDED = FINISHED | {RunStatus.FAILED, RunStatus.INTERRUPTED}      # the record says how the run ended
 
 
 # Summary fields written even when null (null is an answer there: "trained from scratch").
@@ -65,10 +36,10 @@ class Summary:
 
     >>> s = Summary.from_json({"status": "completed", "final/test_error": 0.25, "old_key": 1})
     >>> s.status, s.test_error, s.extra, Summary.from_json(s.to_json()) == s
-    (<Status.COMPLETED: 'completed'>, 0.25, {'old_key': 1}, True)
+    (<RunStatus.COMPLETED: 'completed'>, 0.25, {'old_key': 1}, True)
     """
 
-    status: Status = Status.RUNNING
+    status: RunStatus = RunStatus.RUNNING
     deficit: str | None = None
     onset: int | None = None
     length: int | None = None
@@ -107,7 +78,7 @@ class Summary:
                 continue
             value = getattr(self, f.name)
             if value is not None or f.name in ALWAYS_WRITTEN:
-                payload[f.name] = value.value if isinstance(value, Status) else value
+                payload[f.name] = value.value if isinstance(value, RunStatus) else value
         payload.update(self.final)
         return payload
 
@@ -119,19 +90,10 @@ class Summary:
             raise ValueError(f"expected a JSON object, got {type(payload).__name__}")
         known = {f.name for f in dataclasses.fields(cls)} - {"final", "extra"}
         kwargs = {k: v for k, v in payload.items() if k in known}
-        kwargs["status"] = Status(payload.get("status", Status.RUNNING))
+        kwargs["status"] = RunStatus(payload.get("status", RunStatus.RUNNING))
         final = {k: v for k, v in payload.items() if k.startswith(FINAL_PREFIX)}
         extra = {k: v for k, v in payload.items() if k not in known and k not in final}
         return cls(**kwargs, final=final, extra=extra)
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe python value: tensors become numbers, NaN and inf become None."""
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
@@ -141,15 +103,6 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
 
 def write_summary(run_dir: Path | str, summary: Summary) -> None:
     write_json_atomic(Path(run_dir) / SUMMARY_FILE, summary.to_json())
-
-
-def read_metrics(run_dir: Path | str) -> list[dict[str, Any]]:
-    """Every line of a run's ``metrics.jsonl`` (empty if the run logged nothing yet)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def read_summary(run_dir: Path | str) -> dict[str, Any] | None:
@@ -167,40 +120,3 @@ def load_summary(run_dir: Path | str) -> Summary | None:
         return None if payload is None else Summary.from_json(payload)
     except ValueError as err:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"{path}: not a readable run summary ({err})") from err
-
-
-class RunRecordLogger(Logger):
-    """A Lightning logger that appends every ``log_metrics`` call to ``metrics.jsonl`` as one object
-    ``{"step": ..., "epoch": ..., <metric>: ...}``. Everything the module and the probe callbacks
-    log reaches it, under the same names W&B gets."""
-
-    def __init__(self, run_dir: Path | str) -> None:
-        super().__init__()
-        self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.run_dir / METRICS_FILE
-
-    @property
-    def name(self) -> str:
-        return "run_record"
-
-    @property
-    def version(self) -> str:
-        return ""
-
-    @property
-    def root_dir(self) -> str:
-        return str(self.run_dir)
-
-    @rank_zero_only
-    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """The resolved config goes to ``summary.json`` instead (written by the training entry point)."""
-
-    @rank_zero_only
-    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        row = {STEP: step, **{key: _plain(value) for key, value in metrics.items()}}
-        if isinstance(row.get(EPOCH), float) and row[EPOCH].is_integer():
-            row[EPOCH] = int(row[EPOCH])
-        # One line per call, flushed, so an interrupted run keeps everything logged so far.
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row, allow_nan=False) + "\n")

@@ -1,7 +1,7 @@
 """W&B sweep files generated from the Hydra studies, so the two grids can never drift apart:
 
-    python -m critical_periods.wandb_sweeps            # rewrite sweeps/wandb/<study>.yaml from sweeps/<study>.yaml
-    python -m critical_periods.wandb_sweeps --check    # exit 1 if a W&B file is stale (the tests run this)
+    python -m critical_periods.sweep.wandb_files            # rewrite sweeps/wandb/<study>.yaml from sweeps/<study>.yaml
+    python -m critical_periods.sweep.wandb_files --check    # exit 1 if a W&B file is stale (the tests run this)
 
 Each W&B run of the sweep is one Hydra run of the study: the agent passes the grid point as Hydra
 overrides (``${args_no_hyphens}``) after ``sweep=<study>``.
@@ -50,7 +50,7 @@ def wandb_sweep(study: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def render(study: str, params: dict[str, Any]) -> str:
     header = (
-        f"# Generated from sweeps/{study}.yaml by `python -m critical_periods.wandb_sweeps`: edit that file, not this one.\n"
+        f"# Generated from sweeps/{study}.yaml by `python -m critical_periods.sweep.wandb_files`: edit that file, not this one.\n"
         f"# Each agent run is one Hydra run of the study:\n"
         f"#   wandb sweep sweeps/wandb/{study}.yaml          # prints the sweep id\n"
         f"#   WANDB_MODE=online wandb agent ENTITY/PROJECT/SWEEP_ID\n"
@@ -85,7 +85,7 @@ def stale_files(sweeps_dir: Path = SWEEPS_DIR, write: bool = False) -> list[Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m critical_periods.wandb_sweeps", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m critical_periods.sweep.wandb_files", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale files (exit 1 if any)")
     parser.add_argument("--sweeps-dir", type=Path, default=SWEEPS_DIR)
     args = parser.parse_args(argv)

@@ -17,13 +17,13 @@ import shutil
 import time
 from pathlib import Path
 
-from critical_periods.atomic import write_atomic
-from critical_periods.branching import STORE_DIR
-from critical_periods.callbacks.probes import STIFFNESS_FILE
-from critical_periods.probes.representations import REPRESENTATIONS_DIR
-from critical_periods.records import METRICS_FILE
-from critical_periods.resume import CHECKPOINT_DIR, LAST_CHECKPOINT
-from critical_periods.run_lock import exclusive
+from critical_periods.record.atomic import write_atomic
+from critical_periods.record.layout import BRANCH_STORE_DIR as STORE_DIR
+from critical_periods.record.layout import STIFFNESS_FILE
+from critical_periods.record.layout import REPRESENTATIONS_DIR
+from critical_periods.record.layout import METRICS_FILE
+from critical_periods.record.layout import CHECKPOINT_DIR, LAST_CHECKPOINT
+from critical_periods.record.lock import exclusive
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import os
 import socket
 from pathlib import Path
 
-LOCK_FILE = ".lock"
+from critical_periods.record.layout import LOCK_FILE
 
 
 class RunFolderBusy(RuntimeError):

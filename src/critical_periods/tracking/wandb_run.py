@@ -39,15 +39,16 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import wandb
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
-from critical_periods import metric_names as mn
-from critical_periods.analysis.curves import EPOCH_END_KEYS, epoch_anchors, steps_to_epochs
-from critical_periods.records import Status, Summary
+from critical_periods.record import metric_names as mn
+from critical_periods.record.epochs import live_epoch, record_epochs
+from critical_periods.vocabulary import DeficitKind
+from critical_periods.vocabulary import RunStatus
+from critical_periods.record.summary import Summary
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ def under_agent() -> bool:
 def run_tags(cfg: DictConfig) -> list[str]:
     """The study (``cfg.name``), the deficit kind, then ``logger.tags``; no duplicates."""
     target = str(cfg.deficit.get("_target_", "")) if cfg.get("deficit") else ""
-    from critical_periods.analysis.runs import deficit_kind  # the one spelling of a deficit's kind
-
-    tags = [str(cfg.name), f"deficit:{deficit_kind(target)}" if target else "deficit:none", *cfg.logger.tags]
+    tags = [str(cfg.name), f"deficit:{DeficitKind.from_target(target)}" if target else "deficit:none", *cfg.logger.tags]
     return list(dict.fromkeys(tags))
 
 
@@ -116,7 +115,7 @@ def define_axes(run: Any) -> None:
 
 
 def finish_summary(run: Any, summary: Summary) -> None:
-    """Status and final numbers into the W&B summary; stale keys out."""
+    """RunStatus and final numbers into the W&B summary; stale keys out."""
     run.summary["status"] = str(summary.status)
     for key, value in summary.final.items():
         run.summary[key] = value
@@ -128,7 +127,7 @@ def finish_summary(run: Any, summary: Summary) -> None:
 
 
 def exit_code(summary: Summary) -> int:
-    return 0 if summary.status == Status.COMPLETED else 1
+    return 0 if summary.status == RunStatus.COMPLETED else 1
 
 
 # -- online: a live run ---------------------------------------------------------------------------------
@@ -166,15 +165,6 @@ class MirrorWandbLogger(WandbLogger):
 
     def finalize(self, status: str) -> None:
         self._guard("finalize", super().finalize, status)
-
-
-def live_epoch(metrics: dict[str, Any], step: int, steps_per_epoch: int | None) -> float:
-    """Epochs completed for a row logged live: ``e + 1`` for an epoch's own numbers, else step over
-    steps per epoch (the same axis :func:`write_offline_run` computes from the whole record)."""
-    epoch = metrics.get("epoch")
-    if epoch is not None and (EPOCH_END_KEYS & metrics.keys() or not steps_per_epoch):
-        return float(epoch) + 1.0
-    return step / steps_per_epoch if steps_per_epoch else float(step)
 
 
 def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str,
@@ -220,23 +210,6 @@ def end_live_run(logger: MirrorWandbLogger, summary: Summary) -> bool:
 
 
 # -- offline: one run written from the record -------------------------------------------------------------
-
-
-def record_epochs(rows: list[dict[str, Any]]) -> list[float]:
-    """Epochs completed of every row (the analysis' convention; see ``analysis.curves``)."""
-    anchors = epoch_anchors(rows)
-    steps = np.asarray([row.get("step") or 0 for row in rows], dtype=float)
-    along = steps_to_epochs(steps, anchors) if len(steps) else steps
-    last = float(anchors[1][-1])
-    epochs = []
-    for row, x in zip(rows, along):
-        if any(key.startswith(mn.FINAL_PREFIX) for key in row):
-            epochs.append(last)
-        elif EPOCH_END_KEYS & row.keys() and isinstance(row.get("epoch"), int):
-            epochs.append(row["epoch"] + 1.0)
-        else:
-            epochs.append(float(x))
-    return epochs
 
 
 def log_rows(run: Any, rows: list[dict[str, Any]]) -> None:

@@ -1,0 +1,85 @@
+"""The project's one epoch axis: *epochs completed* when a value was logged.
+
+0 is the probe of the initial weights (global step 0), ``e + 1`` anything logged at the end of epoch
+``e`` (counted from 0), and fractions in between for probes at extra early steps (interpolated by
+global step within the epoch). The figures, the analysis tables and W&B's x-axis all use it.
+
+``metrics.jsonl`` stores the raw facts it is computed from: ``step`` (the global optimiser step) and
+``epoch`` (the epoch in progress when the row was logged, Lightning's ``current_epoch``, from 0).
+``summary.json``'s ``epochs``, ``epochs_trained``, ``resumed_from_epoch`` and ``branched_from_epoch``
+count epochs completed, like the axis. The training module's per-epoch metrics (``EPOCH_END_KEYS``:
+the epoch's mean training loss and accuracy, validation, lr) are logged with the step of the epoch's
+last batch, one step before the end-of-epoch probes; they describe the whole epoch, so they are placed
+at ``e + 1`` by their epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from critical_periods.record import metric_names as mn
+
+FINAL_PREFIXES = ("final/", "test/")
+EPOCH_END_KEYS = frozenset({mn.TRAIN_LOSS, mn.TRAIN_ACC, mn.VAL_LOSS, mn.VAL_ACC, mn.VAL_DEFICIT_ACC, mn.LR, mn.DEFICIT_ACTIVE})
+
+
+def _is_training_row(row: dict[str, Any]) -> bool:
+    return isinstance(row.get("step"), int) and isinstance(row.get("epoch"), int) and not any(
+        key.startswith(FINAL_PREFIXES) for key in row
+    )
+
+
+def epoch_anchors(rows: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps, epochs completed)``: step 0 -> 0 epochs, and the last global step logged in epoch
+    ``e`` -> ``e + 1`` epochs (the test and ``final/`` rows left out)."""
+    last_step: dict[int, int] = {}
+    for row in rows:
+        if _is_training_row(row):
+            last_step[row["epoch"]] = max(row["step"], last_step.get(row["epoch"], -1))
+    steps, epochs = [0], [0.0]
+    for epoch in sorted(last_step):
+        if last_step[epoch] > steps[-1]:
+            steps.append(last_step[epoch])
+            epochs.append(epoch + 1.0)
+    return np.asarray(steps, dtype=float), np.asarray(epochs)
+
+
+def steps_to_epochs(steps: np.ndarray, anchors: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Global steps -> epochs completed, piecewise linear between the anchors (and beyond the last,
+    at the last epoch's pace)."""
+    anchor_steps, anchor_epochs = anchors
+    epochs = np.interp(steps, anchor_steps, anchor_epochs)
+    if len(anchor_steps) >= 2:
+        pace = (anchor_epochs[-1] - anchor_epochs[-2]) / (anchor_steps[-1] - anchor_steps[-2])
+        beyond = steps > anchor_steps[-1]
+        epochs[beyond] = anchor_epochs[-1] + (steps[beyond] - anchor_steps[-1]) * pace
+    return epochs
+
+
+def record_epochs(rows: list[dict[str, Any]]) -> list[float]:
+    """Epochs completed of every row (the analysis' convention; see ``analysis.curves``)."""
+    anchors = epoch_anchors(rows)
+    steps = np.asarray([row.get("step") or 0 for row in rows], dtype=float)
+    along = steps_to_epochs(steps, anchors) if len(steps) else steps
+    last = float(anchors[1][-1])
+    epochs = []
+    for row, x in zip(rows, along):
+        if any(key.startswith(mn.FINAL_PREFIX) for key in row):
+            epochs.append(last)
+        elif EPOCH_END_KEYS & row.keys() and isinstance(row.get("epoch"), int):
+            epochs.append(row["epoch"] + 1.0)
+        else:
+            epochs.append(float(x))
+    return epochs
+
+
+def live_epoch(metrics: dict[str, Any], step: int, steps_per_epoch: int | None) -> float:
+    """Epochs completed for a row logged live: ``e + 1`` for an epoch's own numbers, else step over
+    steps per epoch (the same axis :func:`write_offline_run` computes from the whole record)."""
+    epoch = metrics.get("epoch")
+    if epoch is not None and (EPOCH_END_KEYS & metrics.keys() or not steps_per_epoch):
+        return float(epoch) + 1.0
+    return step / steps_per_epoch if steps_per_epoch else float(step)

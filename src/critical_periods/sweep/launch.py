@@ -1,0 +1,40 @@
+"""How a study may be launched: checks of the Hydra mode a job runs in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from critical_periods.config.validation import ConfigError
+
+
+def check_launch(cfg: DictConfig) -> None:
+    """A study file used the wrong way: ``sweep=NAME`` without ``-m`` would silently train one run of
+    its grid, and ``sweep=wandb/NAME`` is a W&B sweep file, not a Hydra study."""
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    study = hydra_cfg.runtime.choices.get("sweep")
+    if not study:
+        return
+    if study.startswith("wandb/"):
+        raise ConfigError(f"sweep={study} is not allowed: sweeps/wandb/*.yaml are W&B sweep files for `wandb sweep "
+                          f"sweeps/{study}.yaml`; the Hydra study is sweep={study.removeprefix('wandb/')} (with -m)")
+    if hydra_cfg.mode == RunMode.RUN:
+        raise ConfigError(f"sweep={study} is a multirun study: run it with -m (python -m critical_periods.train -m "
+                          f"sweep={study}); for one of its jobs, give that job's values without sweep=")
+
+
+def multirun_dirs() -> tuple[Path, Path] | None:
+    """``(this job's folder, its sweep folder)`` in a Hydra multirun, else ``None``."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    depth = len(Path(hydra_cfg.sweep.subdir).parts)
+    return run_dir, Path(*run_dir.parts[: len(run_dir.parts) - depth])

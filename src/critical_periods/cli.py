@@ -8,14 +8,11 @@ so ``--help`` and Hydra's shell completion answer at once:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-
-# An absolute path: run as a console script, Hydra would look for a python module named "conf".
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from critical_periods.config.paths import CONF_DIR
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

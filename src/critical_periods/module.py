@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from critical_periods.record import metric_names as names
 from critical_periods.record.metric_names import VAL_DEFICIT_ACC
 from critical_periods.schedule import LrFactor
 
@@ -61,7 +62,7 @@ class ClassifierModule(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        self.log_dict({"lr": lr, "deficit/active": float(self._deficit_active())}, on_step=False, on_epoch=True)
+        self.log_dict({names.LR: lr, names.DEFICIT_ACTIVE: float(self._deficit_active())}, on_step=False, on_epoch=True)
         self._loss_sum = torch.zeros((), device=self.device)
         self._correct = torch.zeros((), device=self.device, dtype=torch.long)
         self._examples = 0
@@ -83,8 +84,8 @@ class ClassifierModule(pl.LightningModule):
         if not self._examples:
             return
         mean_loss = self._loss_sum / self._examples
-        self.log("train/loss", mean_loss)
-        self.log("train/acc", self._correct.float() / self._examples)
+        self.log(names.TRAIN_LOSS, mean_loss)
+        self.log(names.TRAIN_ACC, self._correct.float() / self._examples)
         if not torch.isfinite(mean_loss):
             # A non-finite loss poisons the weights for good: stop; train() records "diverged".
             self.diverged = True
@@ -98,15 +99,15 @@ class ClassifierModule(pl.LightningModule):
             self.log(VAL_DEFICIT_ACC, self.val_deficit_acc, add_dataloader_idx=False)
             return
         self.val_acc(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), add_dataloader_idx=False)
-        self.log("val/acc", self.val_acc, add_dataloader_idx=False)
+        self.log(names.VAL_LOSS, F.cross_entropy(logits, y), add_dataloader_idx=False)
+        self.log(names.VAL_ACC, self.val_acc, add_dataloader_idx=False)
 
     def test_step(self, batch, batch_idx):
         x, y = batch
         logits = self(x)
         self.test_acc(logits, y)
-        self.log("test/loss", F.cross_entropy(logits, y))
-        self.log("test/acc", self.test_acc)
+        self.log(names.TEST_LOSS, F.cross_entropy(logits, y))
+        self.log(names.TEST_ACC, self.test_acc)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # LambdaLR saves its lambda's fields (LrFactor's restart epoch = this job's deficit end) and

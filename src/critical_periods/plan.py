@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from critical_periods.cli import CONF_DIR
+from critical_periods.config.paths import CONF_DIR
 
 CONFIG_NAME = "train"
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from critical_periods.vocabulary import DeficitKind
 from critical_periods.analysis import break_even as be
 from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analyze import analyze
@@ -45,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def judge(runs: dict[str, Sequence[Run]]) -> tuple[list[c.Claim], list[dict[str, Any]]]:
     """Every claim, per model, from the studies' runs (a missing study gives inconclusive claims)."""
     get = lambda name: runs.get(name, [])  # noqa: E731
-    all_kinds = ["blur", "vertical_flip", "label_permutation", "noise"]
+    all_kinds = [k.value for k in (DeficitKind.BLUR, DeficitKind.VERTICAL_FLIP, DeficitKind.LABEL_PERMUTATION, DeficitKind.NOISE)]
     decaying = "lr x0.97 per epoch"
     claims = c.critical_period_claims(
         c.RemovalStudy.of(get("kinds_mlp"), all_kinds, decaying, "mlp"),

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from critical_periods.cli import CONF_DIR
+from critical_periods.config.paths import CONF_DIR
 from critical_periods.config.validation import ConfigError, check_config
 from critical_periods.record.lock import RunFolderBusy, RunLock
 from critical_periods.record.resume import ResumeError, ResumePoint, resume_point

@@ -39,11 +39,12 @@ class RunStatus(_Vocabulary):
 class DeficitKind(_Vocabulary):
     """The deficits a run can apply during its window (``deficit.kind``)."""
 
+    # In the order the figures show them.
     NONE = "none"
     BLUR = "blur"
+    NOISE = "noise"
     VERTICAL_FLIP = "vertical_flip"
     LABEL_PERMUTATION = "label_permutation"
-    NOISE = "noise"
 
     @classmethod
     def from_target(cls, target: str) -> DeficitKind:

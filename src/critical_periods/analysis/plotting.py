@@ -22,11 +22,12 @@ from matplotlib.figure import Figure
 from matplotlib.gridspec import SubplotSpec
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
+from critical_periods.vocabulary import DeficitKind
 from critical_periods.analysis.curves import Band, mean_over_runs, series
 from critical_periods.analysis.labels import EPOCHS_AXIS, SEED_BAND, axis_label, has_deficit, key_words, run_words, runs_count
 from critical_periods.analysis.runs import Run, flatten, varying_settings
 
-KIND_ORDER = ("none", "blur", "noise", "vertical_flip", "label_permutation")
+KIND_ORDER = tuple(DeficitKind)  # none, blur, noise, vertical flip, label permutation
 BASELINE_COLOUR = "black"
 
 

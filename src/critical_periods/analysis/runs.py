@@ -165,7 +165,7 @@ class Run:
     @property
     def is_baseline(self) -> bool:
         """A run without deficit: kind ``none``, or a deficit of length 0."""
-        return self.deficit == "none" or self.length == 0
+        return self.deficit == DeficitKind.NONE or self.length == 0
 
     def has(self, key: str) -> bool:
         """Whether any metrics row has a finite value for ``key``."""

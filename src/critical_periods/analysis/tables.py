@@ -18,8 +18,9 @@ import numpy as np
 
 from critical_periods.analysis.curves import series
 from critical_periods.analysis.runs import Run, condition, varying_settings
+from critical_periods.record import metric_names as mn
 
-FISHER = "fisher/trace"
+FISHER = mn.FISHER_TRACE
 
 RUNS_COLUMNS = [
     "job",             # job directory, relative to the sweep directory

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critical_periods.probes.context import probe_mode
+from critical_periods.record import metric_names as names
 from critical_periods.stopping import raise_if_stop_requested
 
 
@@ -234,7 +235,7 @@ def hessian_metrics(
         values = top_eigenvalues(
             operator, options.top_k, options.tolerance, options.max_iterations, generator, options.basis_size
         )
-        metrics.update({f"curvature/lambda_h{i + 1}": float(v) for i, v in enumerate(values)})
+        metrics.update({names.lambda_h(i + 1): float(v) for i, v in enumerate(values)})
     if options.trace_samples > 0:
-        metrics["curvature/trace_h"] = hutchinson_trace(operator, options.trace_samples, generator)
+        metrics[names.TRACE_H] = hutchinson_trace(operator, options.trace_samples, generator)
     return metrics

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+
+from critical_periods.record import metric_names as names
 from torch import Tensor
 
 
@@ -43,8 +45,8 @@ class DeltaLoss:
     def compute(self) -> dict[str, float]:
         """Means over the differences seen since the last reset (NaN if there were none)."""
         if self.count == 0:
-            return {"break_even/delta_loss_abs": float("nan"), "break_even/delta_loss": float("nan")}
+            return {names.DELTA_LOSS_ABS: float("nan"), names.DELTA_LOSS: float("nan")}
         return {
-            "break_even/delta_loss_abs": float(self.sum_abs) / self.count,
-            "break_even/delta_loss": float(self.sum) / self.count,
+            names.DELTA_LOSS_ABS: float(self.sum_abs) / self.count,
+            names.DELTA_LOSS: float(self.sum) / self.count,
         }

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from critical_periods.record import metric_names as names
+from critical_periods.vocabulary import FisherEstimator
+
 
 @dataclass
 class FisherOptions:
@@ -17,6 +20,10 @@ class FisherOptions:
 
     samples: int = 1
     exact: bool = False
+
+    @property
+    def estimator(self) -> FisherEstimator:
+        return FisherEstimator.EXACT if self.exact else FisherEstimator.SAMPLED
 
 
 def fisher_metrics(squared_norms: dict[str, Tensor]) -> dict[str, float]:
@@ -34,8 +41,8 @@ def fisher_metrics(squared_norms: dict[str, Tensor]) -> dict[str, float]:
     """
     per_layer = {layer: float(norms.mean()) for layer, norms in squared_norms.items()}
     total = sum(per_layer.values())
-    metrics = {"fisher/trace": total}
-    metrics.update({f"fisher/trace/{layer}": value for layer, value in per_layer.items()})
+    metrics = {names.FISHER_TRACE: total}
+    metrics.update({names.fisher_layer_trace(layer): value for layer, value in per_layer.items()})
     for layer, value in per_layer.items():
-        metrics[f"fisher/share/{layer}"] = value / total if total > 0 else float("nan")
+        metrics[names.fisher_layer_share(layer)] = value / total if total > 0 else float("nan")
     return metrics

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from critical_periods.vocabulary import FisherEstimator
 from critical_periods.probes.context import probe_mode
 from critical_periods.probes.fisher import FisherOptions
 from critical_periods.probes.per_example import (
@@ -97,7 +98,7 @@ def collect_probe_gradients(
     chunk_size = chunk_size or n
     if gram and labels is None:
         raise ValueError("the Gram matrix of true-label gradients needs the true labels")
-    if fisher is not None and not fisher.exact:
+    if fisher is not None and fisher.estimator is FisherEstimator.SAMPLED:
         if fisher.samples < 1:
             raise ValueError(
                 f"probes.fisher.samples={fisher.samples!r} is not allowed: it must be at least 1 "
@@ -122,7 +123,7 @@ def collect_probe_gradients(
             probabilities = logits.double().softmax(1)
             num_classes = probabilities.shape[1]
             if fisher is not None:
-                sampled = None if fisher.exact else sample_labels(probabilities, uniforms[chunk])
+                sampled = None if fisher.estimator is FisherEstimator.EXACT else sample_labels(probabilities, uniforms[chunk])
                 expected: dict[str, Tensor] = {}
                 for labels_y, weight in _fisher_labels(probabilities, sampled):
                     direction = _loss_direction(probabilities, labels_y, logits.dtype)

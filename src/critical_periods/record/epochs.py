@@ -22,7 +22,7 @@ import numpy as np
 
 from critical_periods.record import metric_names as mn
 
-FINAL_PREFIXES = ("final/", "test/")
+FINAL_PREFIXES = (mn.FINAL_PREFIX, mn.TEST_PREFIX)
 EPOCH_END_KEYS = frozenset({mn.TRAIN_LOSS, mn.TRAIN_ACC, mn.VAL_LOSS, mn.VAL_ACC, mn.VAL_DEFICIT_ACC, mn.LR, mn.DEFICIT_ACTIVE})
 
 

@@ -16,6 +16,7 @@ prefix is in ``NOT_RESULT_KEYS``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 # Everything that decides the numbers a run records (a probe setting changes the probe metrics).
@@ -59,3 +60,20 @@ def differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The result keys whose values differ between two resolved configs, sorted."""
     a, b = result_config(old), result_config(new)
     return sorted(key for key in a.keys() | b.keys() if a.get(key) != b.get(key))
+
+
+# Probe settings change the probe metrics only, never the training numbers (analysis.runs does not
+# make them a condition either).
+PROBE_KEYS = ("probes",)
+
+
+def folder_name_excludes(keys: Iterable[str]) -> list[str]:
+    """Of the config ``keys`` a multirun's jobs set, those left out of the job folders' names: every
+    key that is not a result key, and the probe keys (every probe key in a name would pass the
+    255-character limit of a folder name). The resume check still compares probe keys, so a folder
+    never mixes two probe settings.
+
+    >>> folder_name_excludes(["threads", "probes.probe_size", "optim.lr", "logger"])
+    ['logger', 'probes.probe_size', 'threads']
+    """
+    return sorted(key for key in keys if not is_result_key(key) or _prefixes(key)[0] in PROBE_KEYS)

@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from critical_periods.record.result_keys import folder_name_excludes
+from critical_periods.config.paths import REPO
 from critical_periods.analysis import break_even as be
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+CONF_DIR = REPO / "conf"
 
 MODELS = ("mlp", "conv1d")
 SEEDS_CRITICAL = "0,1,2"            # >= 3 seeds per model for the critical-period claims
@@ -175,11 +177,12 @@ STUDIES = (
 )
 
 
-# Job folders are named from the overrides; these keys do not change a run's training numbers (what is
-# probed, how many threads), and naming folders after them would pass the 255-character limit.
-NOT_IN_FOLDER_NAMES = ("sweep", "name", "logger", "trainer.enable_progress_bar", "threads", "probes.probe_size",
+# The keys the studies set besides their grids; record.result_keys decides which stay out of the job
+# folders' names (all of these: they change no training number).
+STUDY_SETTINGS = ("sweep", "name", "logger", "trainer.enable_progress_bar", "threads", "probes.probe_size",
                        "probes.every_n_epochs", "probes.early_steps", "probes.early_until_step", "probes.hessian",
                        "probes.hessian.trace_samples", "probes.hessian.tolerance", "probes.covariance", "probes.delta_loss")
+NOT_IN_FOLDER_NAMES = folder_name_excludes(STUDY_SETTINGS)
 
 
 def multirun_command(overrides: tuple[str, ...], sweep_dir: Path, extra: tuple[str, ...]) -> list[str]:

@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
+from critical_periods.config.paths import SWEEPS_DIR
+from critical_periods.record.metric_names import FINAL_TEST_ERROR
+
 WANDB_DIR_NAME = "wandb"
 
 
@@ -42,7 +44,7 @@ def wandb_sweep(study: str, params: dict[str, Any]) -> dict[str, Any]:
         "name": study,
         "program": "src/critical_periods/train.py",
         "method": "grid",
-        "metric": {"name": "final/test_error", "goal": "minimize"},
+        "metric": {"name": FINAL_TEST_ERROR, "goal": "minimize"},
         "parameters": {key: {"values": grid_values(key, str(value))} for key, value in params.items()},
         "command": ["${env}", "${interpreter}", "-m", "critical_periods.train", f"sweep={study}", "${args_no_hyphens}"],
     }

@@ -276,8 +276,8 @@ def test_break_even_with_a_threshold_fixed_in_advance_and_the_pass_check(tmp_pat
     write_hand_run(sweep / "slow", lr=0.02, seed=0, train_acc=[0.5, 0.7], probes=[
         (0, 0, probe(1.0, 1.0, 1.0, 0.1)), (10, 0, probe(1.0, 30.0, 1.0, 0.1)), (20, 1, probe(1.0, 49.9, 1.0, 0.1))])
     runs = {r.job: r for r in load_sweep(sweep)}
-    assert be.threshold_epoch(runs["fast"], 0.6) == 2 and be.threshold_epoch(runs["slow"], 0.6) == 1
-    assert be.threshold_epoch(runs["slow"], 0.95) is None
+    assert be.cutoff_epoch(runs["fast"].metrics, 0.6) == 2 and be.cutoff_epoch(runs["slow"].metrics, 0.6) == 1
+    assert be.cutoff_epoch(runs["slow"].metrics, 0.95) is None
     results = {r.run.job: r for r in be.compare(list(runs.values()), threshold=0.6)}
     fast, slow = results["fast"], results["slow"]
     assert (fast.threshold, fast.cutoff_epoch, fast.break_even_epoch, fast.two_over_lr) == (0.6, 2, 1, 10.0)

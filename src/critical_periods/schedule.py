@@ -87,8 +87,8 @@ class Schedule:
 
     >>> s = Schedule.of({"mode": "after_deficit", "epochs": 0, "epochs_after_deficit": 3, "lr_schedule": "exponential",
     ...                  "lr_gamma": 0.5, "lr_step_size": 1, "lr_restart": True}, onset=1, length=2)
-    >>> s.epochs, [s.deficit_on(e) for e in range(s.epochs)], s.lr_factors()
-    (6, [False, True, True, False, False, False], [1.0, 0.5, 0.25, 1.0, 0.5, 0.25, 0.125])
+    >>> s.epochs, s.deficit_end, s.lr_factors()
+    (6, 3, [1.0, 0.5, 0.25, 1.0, 0.5, 0.25, 0.125])
     """
 
     epochs: int
@@ -99,9 +99,6 @@ class Schedule:
     @property
     def deficit_end(self) -> int:
         return self.onset + self.length
-
-    def deficit_on(self, epoch: int) -> bool:
-        return self.onset <= epoch < self.deficit_end
 
     def lr_factors(self) -> list[float]:
         """The lr factor of every epoch, and of the epoch after the last (a checkpoint holds it)."""

@@ -93,12 +93,6 @@ def cutoff_epoch(rows: Sequence[dict[str, Any]], threshold: float | None) -> int
     return min(reached) if reached else None
 
 
-def threshold_epoch(run: Run, acc: float) -> int | None:
-    """The first epoch whose training accuracy is at least ``acc`` (``None``: never), for the
-    vertical line of the break-even figure; as :func:`cutoff_epoch` on the run's metrics."""
-    return cutoff_epoch(run.metrics, acc)
-
-
 def break_even_epoch(rows: Sequence[dict[str, Any]], lr: float | None, fraction: float = PASS_FRACTION) -> int | None:
     """The first epoch in which a probe logged ``lambda_H^1 >= fraction * 2 / lr`` (``None``: never).
 

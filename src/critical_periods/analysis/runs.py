@@ -312,8 +312,3 @@ def condition(run: Run, keys: Sequence[str]) -> str:
     return ",".join(parts)
 
 
-def run_labels(runs: Sequence[Run]) -> dict[str, str]:
-    """A short legend label per job: its overrides, without those every one of ``runs`` shares
-    (the job directory when nothing is left)."""
-    shared = set.intersection(*(set(r.overrides) for r in runs)) if runs else set()
-    return {r.job: ",".join(o for o in r.overrides if o not in shared) or r.job for r in runs}

@@ -55,12 +55,27 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def from_group(cfg: DictConfig, group: str, **kwargs: Any) -> Any:
+    """Instantiate config group ``group``; a :class:`ConfigError` it raises names its key inside the
+    group (``widths`` -> ``model.widths``), and any other error of the config becomes one line."""
+    try:
+        return hydra.utils.instantiate(cfg[group], **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, ConfigError):
+            raise cause.within(group) from err
+        raise ConfigError(" ".join(str(cause).split())) from err
+
+
 def build_datamodule(cfg: DictConfig) -> DeficitDataModule:
     """The data module with its deficit bound to the data: loads the data and checks the deficit's
     options against it, so bad input fails here, before any model is built."""
-    deficit = hydra.utils.instantiate(cfg.deficit)
-    datamodule = hydra.utils.instantiate(cfg.data, deficit=deficit, seed=cfg.seed)
-    datamodule.setup("fit")
+    deficit = from_group(cfg, "deficit")
+    datamodule = from_group(cfg, "data", deficit=deficit, seed=cfg.seed)
+    try:
+        datamodule.setup("fit")
+    except ConfigError as err:  # the data source's own options
+        raise err.within("data.source") from err
     return datamodule
 
 
@@ -71,19 +86,26 @@ def build_job(cfg: DictConfig, config: dict[str, Any], out_dir: Path) -> Job:
     try:
         datamodule = build_datamodule(cfg)
         schedule = Schedule.of(cfg.schedule, datamodule.deficit.onset, datamodule.deficit.length)
-        model = hydra.utils.instantiate(cfg.model)(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+        model = build_model(cfg, datamodule)
         forward = prepare_model(model, **cfg.performance)
-        module = ClassifierModule(model, datamodule.num_classes, hydra.utils.instantiate(cfg.optim), schedule.lr_factor,
-                                  forward)
-        probes = [hydra.utils.instantiate(cfg.probes)] if cfg.get("probes") else []
+        module = ClassifierModule(model, datamodule.num_classes, from_group(cfg, "optim"), schedule.lr_factor, forward)
+        probes = [from_group(cfg, "probes")] if cfg.get("probes") else []
         logger_kind(cfg)  # an unknown logger, or tensorboard without its package
-    except (ValueError, OSError, InstantiationException) as err:
-        # ValueError/OSError: the project's checks of values and data files; InstantiationException:
-        # Hydra's wrapper of a config that does not fit its class (an unknown or mistyped option).
-        cause = err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err
-        raise ConfigError(" ".join(str(cause).split())) from err
+    except ConfigError:
+        raise
+    except (ValueError, OSError) as err:  # the project's checks of values and of data files
+        raise ConfigError(" ".join(str(err).split())) from err
     check_probe_size(cfg, len(datamodule.y_train))
     return Job(cfg, config, out_dir, datamodule, schedule, module, probes)
+
+
+def build_model(cfg: DictConfig, datamodule: DeficitDataModule):
+    """The network for the data's input shape and classes."""
+    factory = from_group(cfg, "model")
+    try:
+        return factory(input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    except ConfigError as err:
+        raise err.within("model") from err
 
 
 def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list, callbacks: list) -> pl.Trainer:

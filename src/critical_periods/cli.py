@@ -15,9 +15,17 @@ from omegaconf import DictConfig
 from critical_periods.config.paths import CONF_DIR
 
 
+def train() -> None:
+    """Same as ``python -m critical_periods.train``: the command line's config is checked whole
+    (every job of a multirun) before Hydra starts anything."""
+    from critical_periods.preflight import exit_on_bad_input
+
+    exit_on_bad_input(sys.argv[1:])
+    train_task()
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def train(cfg: DictConfig) -> float | None:
-    """Same as ``python -m critical_periods.train``."""
+def train_task(cfg: DictConfig) -> float | None:
     from critical_periods.train import run_job
 
     return run_job(cfg)

@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", action="store_true", help="list every job's epochs")
     args, overrides = parser.parse_known_args(argv)
     from critical_periods.config.validation import ConfigError
+    from critical_periods.preflight import check_command
 
     try:
+        check_command(overrides, multirun=True)  # every job's config, as the multirun will check it
         plan = plan_sweep(overrides)
     except (ConfigError, ValueError) as err:
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

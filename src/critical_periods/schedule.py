@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MODES = ("after_deficit", "fixed")
-LR_SCHEDULES = ("constant", "exponential", "step")
+from critical_periods.config.validation import not_allowed
+from critical_periods.vocabulary import LrSchedule, ScheduleMode
+
 
 
 @dataclass
@@ -36,27 +37,27 @@ class LrFactor:
     def __call__(self, epoch: int) -> float:
         if self.restart_epoch is not None and epoch >= self.restart_epoch:
             epoch -= self.restart_epoch
-        if self.kind == "exponential":
+        if self.kind == LrSchedule.EXPONENTIAL:
             return self.gamma**epoch
-        if self.kind == "step":
+        if self.kind == LrSchedule.STEP:
             return self.gamma ** (epoch // self.step_size)
         return 1.0
 
 
 def _whole(key: str, value, minimum: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"schedule.{key}={value!r} is not allowed: it must be a whole number >= {minimum}")
+        raise not_allowed(f"schedule.{key}", value, f"a whole number >= {minimum}")
     return value
 
 
 def total_epochs(mode: str, deficit_end: int, epochs: int, epochs_after_deficit: int) -> int:
     """Epochs in the run; raises if the deficit window does not fit a fixed schedule."""
-    if mode == "after_deficit":
+    if mode == ScheduleMode.AFTER_DEFICIT:
         total = deficit_end + _whole("epochs_after_deficit", epochs_after_deficit, 0)
         if total < 1:
             raise ValueError("schedule.epochs_after_deficit=0 with no deficit window leaves nothing to train: set it >= 1")
         return total
-    if mode == "fixed":
+    if mode == ScheduleMode.FIXED:
         _whole("epochs", epochs, 1)
         if deficit_end > epochs:
             raise ValueError(
@@ -65,15 +66,15 @@ def total_epochs(mode: str, deficit_end: int, epochs: int, epochs_after_deficit:
                 f"raise schedule.epochs or use schedule.mode=after_deficit"
             )
         return epochs
-    raise ValueError(f"schedule.mode={mode!r} is not allowed: choose one of {', '.join(MODES)}")
+    raise not_allowed("schedule.mode", mode, f"one of {', '.join(ScheduleMode.values())}")
 
 
 def lr_factor(kind: str, gamma: float, step_size: int, restart: bool, deficit_end: int, deficit_length: int) -> LrFactor:
     """The ``LrFactor`` for a schedule config; ``restart`` only takes effect when there is a deficit."""
-    if kind not in LR_SCHEDULES:
-        raise ValueError(f"schedule.lr_schedule={kind!r} is not allowed: choose one of {', '.join(LR_SCHEDULES)}")
+    if kind not in LrSchedule.values():
+        raise not_allowed("schedule.lr_schedule", kind, f"one of {', '.join(LrSchedule.values())}")
     if not gamma > 0:
-        raise ValueError(f"schedule.lr_gamma={gamma!r} is not allowed: it must be > 0")
+        raise not_allowed("schedule.lr_gamma", gamma, "a number > 0")
     _whole("lr_step_size", step_size, 1)
     restart_epoch = deficit_end if restart and deficit_length > 0 else None
     return LrFactor(kind, float(gamma), step_size, restart_epoch)

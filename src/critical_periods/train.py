@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from critical_periods.config.paths import CONF_DIR
 from critical_periods.config.validation import ConfigError, check_config
+from critical_periods.preflight import exit_on_bad_input
 from critical_periods.record.lock import RunFolderBusy, RunLock
 from critical_periods.record.resume import ResumeError, ResumePoint, resume_point
 from critical_periods.signals import exit_code, received_signal
@@ -125,4 +126,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    exit_on_bad_input(sys.argv[1:])  # the whole command's config, before Hydra writes anything
     main()

@@ -58,6 +58,21 @@ class DeficitKind(_Vocabulary):
         return cls("none" if snake == "no_deficit" else snake)
 
 
+class ScheduleMode(_Vocabulary):
+    """How long a run trains (``schedule.mode``)."""
+
+    AFTER_DEFICIT = "after_deficit"  # schedule.epochs_after_deficit clean epochs once the deficit ends
+    FIXED = "fixed"                  # schedule.epochs in all
+
+
+class LrSchedule(_Vocabulary):
+    """The learning rate's multiplier per epoch (``schedule.lr_schedule``)."""
+
+    CONSTANT = "constant"
+    EXPONENTIAL = "exponential"  # lr_gamma ** epoch
+    STEP = "step"                # lr_gamma ** (epoch // lr_step_size)
+
+
 class FisherEstimator(_Vocabulary):
     """How the expectation over the model's labels y ~ p_w(y|x) is taken."""
 

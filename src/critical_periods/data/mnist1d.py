@@ -8,6 +8,7 @@ import random
 import numpy as np
 import torch
 
+from critical_periods.config.validation import not_allowed
 from critical_periods.data.arrays import DataArrays
 
 
@@ -24,9 +25,9 @@ def load_mnist1d(
     The global `random` and `numpy` RNG states are left exactly as they were.
     """
     if num_samples < 10:
-        raise ValueError(f"num_samples must be at least 10 (one per class), got {num_samples}")
+        raise not_allowed("num_samples", num_samples, "a whole number >= 10 (one per class)")
     if not 0.0 < train_split < 1.0:
-        raise ValueError(f"train_split must be in (0, 1), got {train_split}")
+        raise not_allowed("train_split", train_split, "a number strictly between 0 and 1")
     return _generate(int(num_samples), int(seed), float(train_split), int(final_seq_length))
 
 

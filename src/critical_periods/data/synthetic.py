@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from critical_periods.config.validation import not_allowed
 from critical_periods.data.arrays import DataArrays
 
 
@@ -28,7 +29,7 @@ def load_synthetic(
     test_samples=0 gives no test set (None).
     """
     if num_samples < 2:
-        raise ValueError(f"num_samples must be at least 2 (the teacher is calibrated on them), got {num_samples}")
+        raise not_allowed("num_samples", num_samples, "a whole number >= 2 (the teacher is calibrated on them)")
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(num_samples + test_samples, 1, input_dim, generator=g)
     w1 = torch.randn(input_dim, teacher_width, generator=g) / input_dim**0.5

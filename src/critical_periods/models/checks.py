@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from critical_periods.config.validation import not_allowed
+
 
 def input_shape_of(
     input_shape: tuple[int, ...],
@@ -41,5 +43,5 @@ def num_classes_of(num_classes: int) -> int:
 def positive_int(name: str, value: int) -> int:
     """``value`` unchanged if it is at least 1, else a ValueError naming the argument ``name``."""
     if value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value}")
+        raise not_allowed(name, value, "a whole number >= 1")
     return value

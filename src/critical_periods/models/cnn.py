@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from critical_periods.config.validation import not_allowed
 from critical_periods.models.checks import check_image_shape, num_classes_of, positive_int
 
 
@@ -69,10 +70,10 @@ class SimpleCNN(nn.Module):
         in_channels, height, width = check_image_shape("SimpleCNN", input_shape)
         num_classes_of(num_classes)
         if isinstance(channels, (int, str)) or len(channels) == 0:
-            raise ValueError(f"channels must be a non-empty list of positive ints, got {channels!r}")
+            raise not_allowed("channels", channels, "a non-empty list of whole numbers >= 1")
         channels = tuple(int(c) for c in channels)
         if min(channels) < 1:
-            raise ValueError(f"channels must be a non-empty list of positive ints, got {list(channels)}")
+            raise not_allowed("channels", list(channels), "a non-empty list of whole numbers >= 1")
         positive_int("hidden", hidden)
         stages = len(channels)
         if min(height, width) < 2**stages:
@@ -150,7 +151,7 @@ class AllCNN(nn.Module):
         num_classes_of(num_classes)
         positive_int("width", width)
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise not_allowed("dropout", dropout, "a number in [0, 1)")
 
         self.input_shape = (in_channels, height, width_px)
         self.num_classes = num_classes

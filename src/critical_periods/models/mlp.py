@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from critical_periods.config.validation import not_allowed
 from critical_periods.models.checks import input_shape_of, num_classes_of
 
 # Name -> activation class; the keys are what a config may write in `activation`.
@@ -32,7 +33,7 @@ def make_activation(name: str) -> nn.Module:
     ``functional_call``, which the probes use for per-example gradients.
     """
     if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+        raise not_allowed("activation", name, f"one of {', '.join(sorted(ACTIVATIONS))}")
     return ACTIVATIONS[name]()
 
 
@@ -75,13 +76,13 @@ class MLP(nn.Module):
         num_classes_of(num_classes)
         # A bare int is most likely a typo for a one-element list; say so instead of guessing.
         if isinstance(widths, (int, str)) or len(widths) == 0:
-            raise ValueError(f"widths must be a non-empty list of positive ints, got {widths!r}")
+            raise not_allowed("widths", widths, "a non-empty list of whole numbers >= 1")
         widths = tuple(int(w) for w in widths)
         if min(widths) < 1:
-            raise ValueError(f"widths must be a non-empty list of positive ints, got {list(widths)}")
+            raise not_allowed("widths", list(widths), "a non-empty list of whole numbers >= 1")
         make_activation(activation)  # validates the name before any layer is built
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+            raise not_allowed("dropout", dropout, "a number in [0, 1)")
 
         self.input_shape = input_shape
         self.num_classes = num_classes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import time
 import traceback
@@ -14,7 +15,7 @@ from critical_periods.callbacks.run_config import StoreRunConfig
 from critical_periods.callbacks.stop import StopWhenRequested
 from critical_periods.record.layout import SUMMARY_FILE
 from critical_periods.record.metric_names import FINAL_PREFIX, FINAL_TEST_ACC, FINAL_TEST_ERROR, FINAL_TEST_LOSS, TEST_ACC, TEST_LOSS
-from critical_periods.record.resume import ResumePoint, trim_metrics
+from critical_periods.record.resume import ResumePoint, remove_partial_files, trim_metrics
 from critical_periods.record.summary import Summary, write_summary
 from critical_periods.signals import stop_on_signals
 from critical_periods.stopping import StopRequested, raise_if_stop_requested
@@ -58,9 +59,20 @@ def is_interruption(error: BaseException) -> bool:
     return isinstance(error, (StopRequested, KeyboardInterrupt, SystemExit))
 
 
+def disk_full(error: BaseException) -> bool:
+    return isinstance(error, OSError) and error.errno == errno.ENOSPC
+
+
 def record_end(job: Job, summary: Summary, error: BaseException) -> None:
-    """Write the record of a run that ``error`` ended. If that write fails too (a full disk), the
-    training error is still the one raised, with the write error noted on it and logged."""
+    """Write the record of a run that ``error`` ended. On a full disk, the half-written files
+    (a checkpoint being saved, temporary files) are removed first: they are useless, and the room
+    they took lets the summary say ``failed`` and why. If the write fails even so, the training error
+    is still the one raised, with the write error noted on it and logged."""
+    if disk_full(error):
+        removed = remove_partial_files(job.out_dir)
+        summary.error = (f"no space left on device for {job.out_dir}; {removed} half-written "
+                         "file(s) removed. Free space and run the same command again: it resumes from the last "
+                         "good checkpoint")
     try:
         write_summary(job.out_dir, summary)
     except Exception as write_error:

@@ -9,6 +9,7 @@ completion answer at once whichever way the command is started.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -104,6 +105,12 @@ def run_job(cfg: DictConfig) -> float | None:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"error: no space left on device for {cfg.paths.output_dir}: the run is recorded there as failed; "
+              "free space and run the same command again: it resumes from its last good checkpoint", file=sys.stderr)
+        raise SystemExit(1) from None
     except BaseException as err:
         signum = received_signal() or lightning_sigterm(err)
         if signum is not None and is_interruption(err):

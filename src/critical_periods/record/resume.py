@@ -115,3 +115,13 @@ def trim_stiffness(run_dir: Path, first_epoch: int) -> None:
     """Drop the rows of ``stiffness.jsonl`` from epochs >= ``first_epoch`` (all of them for 0),
     atomically: a resumed run logs those epochs again. A torn line is dropped with a warning."""
     trim_rows(Path(run_dir) / STIFFNESS_FILE, lambda row: isinstance(row.get(EPOCH), int) and row[EPOCH] < first_epoch)
+
+
+def remove_partial_files(run_dir: Path) -> int:
+    """Delete what a run was writing when it stopped: checkpoints not yet promoted (``*.pending``)
+    and the temporary files of atomic writes. Never the record itself or ``last.ckpt``. Returns how
+    many files went."""
+    partial = [*Path(run_dir).glob(f"{CHECKPOINT_DIR}/*.pending"), *Path(run_dir).rglob(".*.tmp")]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return len(partial)

@@ -30,6 +30,7 @@ from critical_periods.record.lock import RunLock, is_held
 from critical_periods.train import train
 from critical_periods.config.validation import ConfigError
 
+from wandb_records import read_offline_run
 from conftest import CONF_DIR, TINY, run_cli
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
@@ -322,6 +323,10 @@ def test_wandb_that_cannot_start_falls_back_and_the_run_completes(tmp_path, case
     assert "W&B could not start in online mode" in result.stderr
     assert read_summary(run_dir)["status"] == "completed"
     assert seconds < 80  # bounded by init_timeout, not W&B's 90 s default
+    # The W&B copy is not lost: an offline run `wandb sync` uploads later, and the command to do it.
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    assert f"upload it with: wandb sync {log.parent}" in result.stdout + result.stderr
+    assert read_offline_run(log).summary["status"] == "completed"
 
 
 def test_wandb_failing_mid_run_is_dropped_with_a_warning_and_never_raises(tmp_path, monkeypatch):

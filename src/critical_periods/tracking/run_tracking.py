@@ -67,4 +67,7 @@ class RunTracking:
         except (OSError, ValueError) as err:
             log.warning("no W&B run written: the metrics could not be read (%s)", err)
             return
-        write_offline_run(self.cfg, self.out_dir, summary, rows)
+        folder = write_offline_run(self.cfg, self.out_dir, summary, rows)
+        if folder is not None and self.cfg.logger.mode != "offline":  # online was asked for and failed
+            log.warning("W&B was not reachable: the run is saved as an offline W&B run; upload it with: wandb sync %s",
+                        folder)

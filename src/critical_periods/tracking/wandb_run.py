@@ -186,6 +186,7 @@ def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str,
             log_rows(run, history)
     except Exception as err:
         finish_wandb(failed=True)
+        reset_wandb()  # the failed start keeps the run id claimed in W&B's service: the offline copy needs it
         warnings.warn(f"W&B could not start in {cfg.logger.mode} mode ({type(err).__name__}: {str(err).strip()[:300]}); "
                       "the run trains without it and an offline W&B run is written from the record at the end",
                       RuntimeWarning)
@@ -240,6 +241,14 @@ def write_offline_run(cfg: DictConfig, out_dir: Path, summary: Summary, rows: li
         warnings.warn(f"the offline W&B run could not be written ({type(err).__name__}: {err}); the run record "
                       "is complete", RuntimeWarning)
         return None
+
+
+def reset_wandb() -> None:
+    """Shut W&B's service process down; the next ``wandb.init`` starts a fresh one. Never raises."""
+    try:
+        wandb.teardown()
+    except Exception as err:
+        warnings.warn(f"W&B could not shut its service down ({type(err).__name__}: {err})", RuntimeWarning)
 
 
 def finish_wandb(failed: bool) -> None:

@@ -8,14 +8,14 @@ so ``--help`` and Hydra's shell completion answer at once:
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from critical_periods.paths import config_dir
 
 # An absolute path: run as a console script, Hydra would look for a python module named "conf".
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONF_DIR = str(config_dir())
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

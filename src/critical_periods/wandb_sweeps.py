@@ -20,7 +20,9 @@ from typing import Any
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
+from critical_periods.paths import sweeps_dir
+
+SWEEPS_DIR = sweeps_dir()
 WANDB_DIR_NAME = "wandb"
 # The agent substitutes ${env} (/usr/bin/env) and ${interpreter} (python); -m makes the Hydra run a
 # multirun, the only way a study runs.

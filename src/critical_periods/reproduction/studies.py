@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from critical_periods.analysis import break_even as be
+from critical_periods.paths import config_dir
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+CONF_DIR = config_dir()
 
 MODELS = ("mlp", "conv1d")
 SEEDS_CRITICAL = "0,1,2"            # >= 3 seeds per model for the critical-period claims

@@ -104,9 +104,9 @@ def drawn(monkeypatch) -> dict:
     captured = {}
     save = figures._save
 
-    def capture(fig, path):
+    def capture(fig, path, **options):
         captured[path.name] = fig
-        return save(fig, path)
+        return save(fig, path, **options)
 
     monkeypatch.setattr(figures, "_save", capture)
     return captured

@@ -9,7 +9,7 @@ import torch
 
 from critical_periods.data.datamodule import DeficitDataModule
 from critical_periods.build import build_datamodule
-from critical_periods.tracking.loggers import build_loggers, logger_kind
+from critical_periods.tracking.loggers import build_loggers, logger_kinds
 from critical_periods.record.metrics import RunRecordLogger
 
 from conftest import CONF_DIR
@@ -79,14 +79,14 @@ def test_trainer_option_builds(make_cfg, option):
 def test_logger_option_builds(make_cfg, option, tmp_path):
     cfg = make_cfg(f"logger={option}")
     if option == "none":
-        assert not cfg.logger and logger_kind(cfg) is None
+        assert not cfg.logger and logger_kinds(cfg) == []
         return
-    assert logger_kind(cfg) == option
+    assert logger_kinds(cfg) == [option]
     record, *lightning = build_loggers(cfg, tmp_path)
     assert isinstance(record, RunRecordLogger)
     # W&B mirrors the record itself (wandb_run); csv and tensorboard are Lightning's own loggers.
     assert [type(logger).__name__ for logger in lightning] == {
-        "wandb": [], "csv": ["CSVLogger"], "tensorboard": ["TensorBoardLogger"]}[option]
+        "wandb": [], "csv": ["CSVLogger"], "tensorboard": ["EpochTensorBoardLogger"]}[option]
 
 
 @pytest.mark.parametrize("option", options("probes"))

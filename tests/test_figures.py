@@ -353,3 +353,63 @@ def test_cka_deficit_vs_clean_from_saved_representations(tmp_path):
     assert list(line.get_ydata()) == pytest.approx(expected)
     assert line.get_label() == "blur until epoch 2 (1 run)"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["features.fc1", "head"]
+
+
+# -- files: a vector file beside each PNG, a paper's resolution; the window's legend patch ---------------
+
+
+def window_legend_colours(ax) -> list[tuple]:
+    """The colours of the patches drawn in the legend's deficit-window entry (one per window colour)."""
+    legend = ax.get_legend()
+    (entry,) = [i for i, t in enumerate(legend.get_texts()) if t.get_text() == "deficit window (shaded)"]
+    box = legend._legend_handle_box.get_children()[0].get_children()[entry]  # (handle area, text) of that entry
+    return sorted(tuple(p.get_facecolor()) for p in box.get_children()[0].findobj(Rectangle)
+                  if p.get_facecolor()[3] < 1)
+
+
+def test_the_deficit_window_legend_patch_has_each_windows_colour():
+    def blurred(job, onset):
+        return hand_run(job, epoch_rows(6, {mn.FISHER_TRACE: [1, 2, 3, 4, 5, 6, 7]}), deficit="blur", onset=onset, length=2)
+
+    runs = [hand_run("none", epoch_rows(6, {mn.FISHER_TRACE: [1, 2, 3, 3, 3, 3, 3]})), blurred("early", 0), blurred("late", 3)]
+    ax = figures.fisher_trace(runs).axes[0]  # (beside it: the sensitivity panel)
+    windows = sorted(tuple(p.get_facecolor()) for p in ax.patches if isinstance(p, Rectangle))
+    assert len(set(windows)) == 2  # two windows, each in its setting's colour
+    assert window_legend_colours(ax) == windows
+    assert legend_labels(ax)[-1] == "deficit window (shaded)"  # one entry, after the lines
+
+    (ax,) = figures.fisher_trace(runs[:2]).axes  # one window: one patch of its colour
+    assert window_legend_colours(ax) == [tuple(p.get_facecolor()) for p in ax.patches if isinstance(p, Rectangle)]
+
+
+def png_width(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[16:20], "big")  # the IHDR chunk's width
+
+
+def test_each_figure_gets_a_vector_file_and_the_analysis_offers_a_papers_resolution(tmp_path, capsys):
+    from critical_periods import analyze
+    from test_analyze import write_summary
+
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        write_summary(sweep / f"none{seed}", "none", 0, 0, seed, 0.1)
+        for length in (2, 8):
+            write_summary(sweep / f"blur{length}_{seed}", "blur", 0, length, seed, 0.1 + length / 100)
+    out = sweep / "analysis"
+    assert analyze.main([str(sweep)]) == 0
+    png = out / "error_vs_removal.png"
+    assert png.exists() and (out / "error_vs_removal.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not (out / "error_vs_removal.svg").exists()
+    width_120 = png_width(png)
+
+    assert analyze.main([str(sweep), "--dpi", "300", "--vector", "svg"]) == 0
+    assert png_width(png) == pytest.approx(width_120 * 300 / 120, rel=0.01)
+    assert "<svg" in (out / "error_vs_removal.svg").read_text()[:500]
+    assert not (out / "error_vs_removal.pdf").exists()  # no stale file of the other format
+
+    assert analyze.main([str(sweep), "--vector", "none"]) == 0
+    assert png.exists() and not list(out.glob("*.svg")) and not list(out.glob("*.pdf"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as bad:
+        analyze.main([str(sweep), "--dpi", "lots"])
+    assert bad.value.code == 2 and "lots is not a resolution in dots per inch" in capsys.readouterr().err

@@ -25,7 +25,7 @@ LINE = re.compile(
 )
 
 
-def fit(tmp_path, progress):
+def fit(tmp_path, progress, enable_progress_bar=False):
     datamodule = DeficitDataModule(load_digits, Blur(onset=0, length=2), batch_size=256, seed=0)
     datamodule.setup()
     torch.manual_seed(0)
@@ -33,10 +33,11 @@ def fit(tmp_path, progress):
                               lambda p: torch.optim.SGD(p, lr=0.1), LrFactor("exponential", gamma=0.5))
     probes = ProbeCallback(seed=0, probe_size=20, fisher=FisherOptions(exact=True),
                            hessian=HessianOptions(trace_samples=0))
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=RunRecordLogger(tmp_path), enable_progress_bar=False,
+    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=RunRecordLogger(tmp_path), enable_progress_bar=enable_progress_bar,
                          enable_model_summary=False, enable_checkpointing=False, num_sanity_val_steps=0,
                          log_every_n_steps=1, callbacks=[probes, progress])
     trainer.fit(module, datamodule=datamodule)
+    return trainer
 
 
 def test_one_line_per_epoch_on_stderr_with_the_logged_numbers(tmp_path, capsys):
@@ -69,3 +70,22 @@ def test_nothing_is_written_to_a_terminal(tmp_path):
     terminal = Terminal()
     fit(tmp_path, EpochProgress(stream=terminal))
     assert terminal.getvalue() == ""
+
+
+def test_on_a_terminal_the_progress_bar_shows_train_loss_val_error_and_fisher_trace(tmp_path, capsys):
+    terminal = Terminal()
+    progress = EpochProgress(stream=terminal)
+    trainer = fit(tmp_path, progress, enable_progress_bar=True)
+    rows = read_metrics(tmp_path)
+    last = {}
+    for row in rows:
+        last.update(row)
+    shown = trainer.progress_bar_callback.get_metrics(trainer, trainer.lightning_module)
+    assert shown["train loss"] == f"{last[TRAIN_LOSS]:.3f}"
+    assert shown["val error"] == f"{100 * (1 - last[VAL_ACC]):.1f}%"
+    assert shown["Fisher trace"] == f"{last[FISHER_TRACE]:.4g}"
+    # ... and the bar drew them: tqdm's last training line carries the three
+    drawn = capsys.readouterr()
+    bar_text = drawn.out + drawn.err
+    assert re.search(r"train loss=\d+\.\d{3}, val error=\d+\.\d%, Fisher trace=[0-9.e+-]+", bar_text), bar_text[-500:]
+    assert terminal.getvalue() == ""  # no epoch lines on a terminal

@@ -28,3 +28,22 @@ def test_summary_is_replaced_whole_and_a_failed_write_keeps_the_old_one(tmp_path
         write_json_atomic(path, {"status": "completed", "bad": float("nan")})  # not strict JSON
     assert read_summary(tmp_path)["final/test_error"] == 0.25
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]  # no temporary file left behind
+
+
+def test_the_thread_count_is_a_summary_field_written_and_read_back(tmp_path):
+    from critical_periods.record.summary import Summary, load_summary, write_summary
+    from critical_periods.vocabulary import RunStatus as Status
+
+    write_summary(tmp_path, Summary(status=Status.COMPLETED, fit_seconds=12.5, threads=3))
+    assert read_summary(tmp_path)["threads"] == 3  # beside fit_seconds, not in `extra`
+    loaded = load_summary(tmp_path)
+    assert loaded.threads == 3 and loaded.extra == {}
+
+
+@pytest.mark.xfail(strict=True, reason="train.py sets summary.threads once the lead wires it (issue 24, item 7)")
+def test_a_run_records_its_torch_thread_count(make_cfg):
+    from critical_periods.train import train
+
+    summary = train(make_cfg("threads=1"))
+    assert summary.threads == 1 == torch.get_num_threads()
+    assert read_summary(summary.config["paths"]["output_dir"])["threads"] == 1

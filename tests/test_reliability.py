@@ -317,7 +317,7 @@ def test_wandb_that_cannot_start_falls_back_and_the_run_completes(tmp_path, case
     if case == "server_unreachable":
         env.update(WANDB_API_KEY="x" * 40, WANDB_BASE_URL=f"http://127.0.0.1:{closed_port()}")
     started = time.monotonic()
-    result = run_cli(*TINY, "logger=wandb", "logger.init_timeout=10", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
+    result = run_cli(*TINY, "logger=wandb", "logger.wandb.init_timeout=10", f"hydra.run.dir={run_dir}", cwd=tmp_path, env=env)
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-3000:]
     assert "W&B could not start in online mode" in result.stderr

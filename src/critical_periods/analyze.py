@@ -30,6 +30,7 @@ from typing import Any
 from critical_periods.analysis import break_even as be
 from critical_periods.analysis import report
 from critical_periods.analysis.figures import draw_all
+from critical_periods.analysis.plotting import DEFAULT_VECTOR, PNG_DPI, VECTOR_FORMATS
 from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analysis.tables import RUNS_COLUMNS, runs_table, write_csv
 
@@ -68,8 +69,10 @@ def break_even_tables(runs: Sequence[Run], threshold: float | None = be.PAPER_TR
 
 
 def analyze(sweep_dir: Path | str, out_dir: Path | str | None = None, use_wandb: bool = False,
-            threshold: float | None = be.PAPER_TRAIN_ACC_THRESHOLD) -> Analysis:
-    """Read the sweep, write the tables and figures into ``out_dir`` (default ``SWEEP_DIR/analysis``).
+            threshold: float | None = be.PAPER_TRAIN_ACC_THRESHOLD, dpi: int = PNG_DPI,
+            vector: str | None = DEFAULT_VECTOR) -> Analysis:
+    """Read the sweep, write the tables and figures into ``out_dir`` (default ``SWEEP_DIR/analysis``):
+    each figure a PNG at ``dpi`` and a ``vector`` file (pdf, svg; ``None``: none) beside it.
     Raises :class:`SweepError` when ``sweep_dir`` is missing or holds no job."""
     sweep_dir = Path(sweep_dir)
     out_dir = Path(out_dir) if out_dir is not None else sweep_dir / "analysis"
@@ -87,7 +90,7 @@ def analyze(sweep_dir: Path | str, out_dir: Path | str | None = None, use_wandb:
     for name, (columns, rows) in result.tables.items():
         write_csv(out_dir / name, rows, columns)
 
-    result.figures, skipped = draw_all(runs, out_dir)
+    result.figures, skipped = draw_all(runs, out_dir, dpi=dpi, vector=vector)
     result.skipped.update(skipped)
     if use_wandb:
         from critical_periods.analysis.wandb_summary import log_summary_run
@@ -122,6 +125,16 @@ def _threshold(text: str) -> float | None:
     return value
 
 
+def _dpi(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 10 <= value <= 1200:
+        raise argparse.ArgumentTypeError(f"{text} is not a resolution in dots per inch: a whole number from 10 to 1200")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m critical_periods.analyze",
@@ -132,6 +145,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-acc-threshold", type=_threshold, default=be.PAPER_TRAIN_ACC_THRESHOLD,
                         help="break-even peaks are taken up to the first epoch with this training accuracy "
                              "(default 0.6, Jastrzebski et al.'s line), or 'common': the best accuracy every run reaches")
+    parser.add_argument("--dpi", type=_dpi, default=PNG_DPI,
+                        help=f"resolution of the PNG figures (default {PNG_DPI}; 300 for a paper)")
+    parser.add_argument("--vector", choices=[*VECTOR_FORMATS, "none"], default=DEFAULT_VECTOR,
+                        help=f"the vector file written beside each PNG (default {DEFAULT_VECTOR}; none: PNG only)")
     parser.add_argument("--wandb", action="store_true",
                         help="also log the tables and figures to one W&B run (mode from WANDB_MODE, default offline)")
     return parser.parse_args(argv)
@@ -140,7 +157,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        result = analyze(args.sweep_dir, args.out, use_wandb=args.wandb, threshold=args.train_acc_threshold)
+        result = analyze(args.sweep_dir, args.out, use_wandb=args.wandb, threshold=args.train_acc_threshold,
+                         dpi=args.dpi, vector=None if args.vector == "none" else args.vector)
     except SweepError as error:
         print(f"analyze: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

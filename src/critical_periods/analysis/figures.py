@@ -1,7 +1,7 @@
 """The papers' figures, one function per figure. Each takes the sweep's runs, draws from the completed
 runs only, and returns a matplotlib ``Figure`` (object API, Agg canvas: no pyplot, no global state,
 no display needed), or raises :class:`NoData` with the reason when the sweep lacks what it needs.
-``draw_all`` saves them as PNGs.
+``draw_all`` saves them as PNGs, each with a vector file (PDF by default) beside it.
 
 Conventions: errors in percent; trajectories against epochs completed (0 = the initial weights; see
 ``curves``), one line per setting = the mean over its seeds, band = min-max over them; deficit
@@ -25,7 +25,8 @@ from critical_periods.record.epochs import epoch_anchors
 from critical_periods.analysis.curves import Series, first_reaching, keys_with_prefix, mean_over_runs, series
 from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, settings_words, value_words
 from critical_periods.analysis.plotting import (
-    EpochAxes, Group, NoData, by_words, draw_metrics, epoch_axes, group_runs, has_early_probes, integer_ticks, save,
+    DEFAULT_VECTOR, PNG_DPI, VECTOR_FORMATS, EpochAxes, Group, NoData, by_words, draw_metrics, epoch_axes, group_runs,
+    has_early_probes, integer_ticks, legend, save,
 )
 from critical_periods.analysis.runs import Run, condition, varying_settings
 from critical_periods.analysis.tables import Cell, baselines, plotted_runs, removal_table, sensitivity_table
@@ -262,8 +263,8 @@ def _two_over_lr(axes: EpochAxes, groups: Sequence[Group]) -> None:
         for ax in axes.all:
             ax.axhline(level, color=lrs[lr], ls="--", lw=1, label=label if ax is axes.main else "_nolegend_")
     axes.left.set_ylim(bottom, top)
-    legend = axes.main.get_legend()
-    axes.main.legend(fontsize=7, title=legend.get_title().get_text() if legend else None, title_fontsize=7)
+    previous = axes.main.get_legend()
+    legend(axes.main, fontsize=7, title=previous.get_title().get_text() if previous else None, title_fontsize=7)
 
 
 def break_even(runs: Sequence[Run], threshold: float = be.PAPER_TRAIN_ACC_THRESHOLD) -> Figure:
@@ -307,7 +308,7 @@ def break_even(runs: Sequence[Run], threshold: float = be.PAPER_TRAIN_ACC_THRESH
                      if any(first_reaching(series(r.metrics, mn.TRAIN_ACC), threshold) is None for r in g.runs)]
             if never:
                 axes.main.text(0.01, 0.01, "never reach it: " + "; ".join(never), transform=axes.main.transAxes, fontsize=7)
-            axes.main.legend(fontsize=7)
+            legend(axes.main, fontsize=7)
         if key == mn.LAMBDA_H1:
             _two_over_lr(axes, groups)
     varied = varying_settings(candidates)
@@ -330,19 +331,25 @@ FIGURES: dict[str, Callable[[Sequence[Run]], Figure]] = {
 }
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    return save(fig, path)
+def _save(fig: Figure, path: Path, **options) -> Path:
+    return save(fig, path, **options)
 
 
-def draw_all(runs: Sequence[Run], out_dir: Path) -> tuple[dict[str, Path], dict[str, str]]:
-    """Every figure the sweep has data for: ``(drawn {name: path}, skipped {name: reason})``. A
-    figure that was drawn by an earlier analysis but is now skipped is deleted, so the folder never
-    shows a stale figure."""
+def draw_all(runs: Sequence[Run], out_dir: Path, dpi: int = PNG_DPI,
+             vector: str | None = DEFAULT_VECTOR) -> tuple[dict[str, Path], dict[str, str]]:
+    """Every figure the sweep has data for: ``(drawn {name: PNG path}, skipped {name: reason})``, each
+    PNG at ``dpi`` with its ``vector`` file (pdf, svg, or ``None``) beside it. A figure that was drawn
+    by an earlier analysis but is now skipped is deleted, vector files too, so the folder never shows
+    a stale figure."""
     drawn, skipped = {}, {}
     for name, draw in FIGURES.items():
+        png = out_dir / name
         try:
-            drawn[name] = _save(draw(runs), out_dir / name)
+            drawn[name] = _save(draw(runs), png, dpi=dpi, vector=vector)
         except NoData as reason:
             skipped[name] = str(reason)
-            (out_dir / name).unlink(missing_ok=True)
+            png.unlink(missing_ok=True)
+        for other in VECTOR_FORMATS:  # stale: the figure is skipped now, or saved in another format
+            if name not in drawn or other != vector:
+                png.with_suffix(f".{other}").unlink(missing_ok=True)
     return drawn, skipped

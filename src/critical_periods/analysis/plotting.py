@@ -20,6 +20,8 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.gridspec import SubplotSpec
+from matplotlib.legend import Legend
+from matplotlib.legend_handler import HandlerTuple
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
 from critical_periods.vocabulary import DeficitKind
@@ -29,6 +31,12 @@ from critical_periods.analysis.runs import Run, flatten, varying_settings
 
 KIND_ORDER = tuple(DeficitKind)  # none, blur, noise, vertical flip, label permutation
 BASELINE_COLOUR = "black"
+WINDOW_LABEL = "deficit window (shaded)"
+WINDOW_ALPHA = 0.08
+# Figures: a PNG at PNG_DPI (--dpi 300 for a paper) and, beside it, the same figure as a vector file.
+PNG_DPI = 120
+VECTOR_FORMATS = ("pdf", "svg")
+DEFAULT_VECTOR = "pdf"
 
 
 class NoData(Exception):
@@ -161,13 +169,29 @@ def plot_band(axes: EpochAxes, band: Band, colour: str, label: str, ls: str = "-
             ax.fill_between(band.x, band.low, band.high, color=colour, alpha=0.18, lw=0)
 
 
-def shade_window(axes: EpochAxes, window: tuple[int, int] | None, colour: str, label: str | None = None) -> None:
-    """The deficit window [onset, removal) shaded in the setting's colour."""
+def shade_window(axes: EpochAxes, window: tuple[int, int] | None, colour: str) -> None:
+    """The deficit window [onset, removal) shaded in the setting's colour; :func:`legend` gives all
+    the windows of a panel one entry, with a patch of each window's colour."""
     if window is None or window[1] <= window[0]:
         return
     for ax in axes.all:
-        ax.axvspan(*window, color=colour, alpha=0.08, lw=0,
-                   label=label if (label and ax is axes.main) else "_nolegend_")
+        ax.axvspan(*window, color=colour, alpha=WINDOW_ALPHA, lw=0,
+                   label=WINDOW_LABEL if ax is axes.main else "_nolegend_")
+
+
+def legend(ax: Axes, **options: Any) -> Legend:
+    """``ax.legend(**options)`` with the deficit windows as one entry, last, whose patches are the
+    windows' own colours (one patch per colour, side by side), so the entry matches every window."""
+    handles, labels = ax.get_legend_handles_labels()
+    windows: dict[tuple, Any] = {}
+    kept = [(h, l) for h, l in zip(handles, labels) if l != WINDOW_LABEL]
+    for handle, label in zip(handles, labels):
+        if label == WINDOW_LABEL:
+            windows.setdefault(tuple(handle.get_facecolor()), handle)
+    if windows:
+        kept.append((tuple(windows.values()), WINDOW_LABEL))
+    return ax.legend([h for h, _ in kept], [l for _, l in kept], handler_map={tuple: HandlerTuple(ndivide=None, pad=0)},
+                     **options)
 
 
 def finish(axes: EpochAxes, ylabel: str, title: str | None = None, legend_title: str | None = None) -> None:
@@ -176,7 +200,7 @@ def finish(axes: EpochAxes, ylabel: str, title: str | None = None, legend_title:
     axes.left.set_ylabel(ylabel, fontsize=9)
     if title:
         axes.main.set_title(title, fontsize=10)
-    axes.main.legend(fontsize=7, title=legend_title, title_fontsize=7)
+    legend(axes.main, fontsize=7, title=legend_title, title_fontsize=7)
 
 
 LINESTYLES = ("-", "--", ":", "-.")
@@ -215,8 +239,8 @@ def draw_metrics(
         if group.window is not None:
             windows.setdefault(group.window, set()).add(group.colour)
     # Each window once, after the lines (last in the legend); grey where settings share it.
-    for j, (window, colours) in enumerate(sorted(windows.items())):
-        shade_window(axes, window, colours.pop() if len(colours) == 1 else "grey", None if j else "deficit window (shaded)")
+    for window, colours in sorted(windows.items()):
+        shade_window(axes, window, colours.pop() if len(colours) == 1 else "grey")
     spread = any(b.n.max() > 1 for *_, b in lines)
     finish(axes, ylabel or axis_label(keys[0]), title, SEED_BAND if spread else None)
     return axes
@@ -232,7 +256,24 @@ def by_words(keys: Sequence[str], with_deficit: bool) -> str:
     return f", by {' and '.join(words)}" if words else ""
 
 
-def save(fig: Figure, path: Path) -> Path:
+def vector_path(png: Path, vector: str | None) -> Path | None:
+    """The vector file beside ``png`` (``fisher_trace.pdf`` beside ``fisher_trace.png``), ``None`` for none.
+
+    >>> vector_path(Path("out/fisher_trace.png"), "svg"), vector_path(Path("a.png"), None)
+    (PosixPath('out/fisher_trace.svg'), None)
+    """
+    if vector is None:
+        return None
+    if vector not in VECTOR_FORMATS:
+        raise ValueError(f"vector={vector!r} is not allowed: it must be one of {', '.join(VECTOR_FORMATS)} or None")
+    return png.with_suffix(f".{vector}")
+
+
+def save(fig: Figure, path: Path, dpi: int = PNG_DPI, vector: str | None = DEFAULT_VECTOR) -> Path:
+    """The PNG at ``path`` (``dpi`` dots per inch) and the vector file beside it (:func:`vector_path`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    beside = vector_path(path, vector)
+    if beside is not None:
+        fig.savefig(beside, bbox_inches="tight")
     return path

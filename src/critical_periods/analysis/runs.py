@@ -126,7 +126,8 @@ class Run:
 
     @property
     def project(self) -> str | None:
-        project = dig(self.config, "logger", "project")
+        # logger.wandb.project; logger.project in runs from before several loggers could be chosen
+        project = dig(self.config, "logger", "wandb", "project") or dig(self.config, "logger", "project")
         return project if isinstance(project, str) else None
 
     @property

@@ -1,7 +1,7 @@
 """The optional W&B summary run: the analysis' tables and figures, in the sweep's W&B group.
 
 One run with ``job_type="analysis"``, group = the sweep's name (``name`` in the summaries), project
-from the runs' ``config.logger.project`` (else ``critical-periods``), mode from ``WANDB_MODE``
+from the runs' ``config.logger.wandb.project`` (else ``critical-periods``), mode from ``WANDB_MODE``
 (default offline), run files inside the analysis directory.
 """
 

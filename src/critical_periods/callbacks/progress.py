@@ -1,5 +1,6 @@
-"""One readable line per epoch for runs without a terminal (SLURM logs, CI, nohup), where Lightning's
-progress bar is off and nothing else says how a run is going."""
+"""How a run is going, wherever it runs: one readable line per epoch without a terminal (SLURM logs,
+CI, nohup), where Lightning's progress bar is off; on a terminal, the run's latest train loss, val
+error and Fisher trace on Lightning's progress bar."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class LatestMetrics(Logger):
     def __init__(self) -> None:
         super().__init__()
         self.by_epoch: dict[int, dict[str, float]] = {}
+        self.latest: dict[str, float] = {}  # the last value of every name, whatever its epoch
 
     # name "", version "", save_dir None: a checkpoint directory derived from loggers[0] stays the
     # trainer's default one if this happens to be the only logger.
@@ -38,6 +40,7 @@ class LatestMetrics(Logger):
         pass
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.latest.update({key: float(value) for key, value in metrics.items() if key != EPOCH})
         if EPOCH in metrics:
             self.by_epoch.setdefault(int(metrics[EPOCH]), {}).update(
                 {key: float(value) for key, value in metrics.items()}
@@ -76,6 +79,22 @@ def epoch_line(epoch: int, max_epochs: int, metrics: dict[str, float], seconds: 
     return " ".join(parts) + " " + " | ".join(sections)
 
 
+def bar_metrics(latest: dict[str, float]) -> dict[str, str]:
+    """What the progress bar adds to Lightning's own: the latest train loss, val error, Fisher trace.
+
+    >>> bar_metrics({"train/loss": 0.91234, "val/acc": 0.644, "fisher/trace": 123.456, "lr": 0.1})
+    {'train loss': '0.912', 'val error': '35.6%', 'Fisher trace': '123.5'}
+    """
+    shown = {}
+    if TRAIN_LOSS in latest:
+        shown["train loss"] = f"{latest[TRAIN_LOSS]:.3f}"
+    if VAL_ACC in latest:
+        shown["val error"] = _percent(1 - latest[VAL_ACC])
+    if FISHER_TRACE in latest:
+        shown["Fisher trace"] = f"{latest[FISHER_TRACE]:.4g}"
+    return shown
+
+
 class EpochProgress(pl.Callback):
     """Writes :func:`epoch_line` for every finished epoch to ``stream`` (``sys.stderr`` at the time
     of writing by default), unless that stream is a terminal, where the progress bar already shows
@@ -85,6 +104,10 @@ class EpochProgress(pl.Callback):
     epoch-end logging: at the next epoch's start, or at the end of training for the last one.
     Seconds per epoch are wall time from one epoch's start to the next (training, validation,
     probes and checkpoint included).
+
+    On a terminal it writes no line; it puts :func:`bar_metrics` on Lightning's progress bar
+    instead, beside the bar's own numbers (the probes log to the loggers, not to the bar, so the
+    bar alone would never show the Fisher trace).
     """
 
     def __init__(self, stream: TextIO | None = None) -> None:
@@ -102,8 +125,17 @@ class EpochProgress(pl.Callback):
         return not (isatty is not None and isatty())
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self._enabled() and not any(logger is self.metrics for logger in trainer.loggers):
+        if not any(logger is self.metrics for logger in trainer.loggers):
             trainer.loggers = [*trainer.loggers, self.metrics]  # last: loggers[0] keeps its role
+        bar = trainer.progress_bar_callback
+        if bar is not None and not self._enabled() and not getattr(bar, "_shows_run_metrics", False):
+            bar.get_metrics = self._bar_metrics_beside(bar.get_metrics)  # the bar's documented hook
+            bar._shows_run_metrics = True
+
+    def _bar_metrics_beside(self, own):
+        def get_metrics(trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+            return {**own(trainer, pl_module), **bar_metrics(self.metrics.latest)}
+        return get_metrics
 
     def _write(self, trainer: pl.Trainer, epoch: int, now: float) -> None:
         if epoch in self._written or epoch not in self._started or not self._enabled():

@@ -185,8 +185,8 @@ def check_config(cfg: DictConfig) -> None:
         check_int(cfg, "probes.every_n_epochs", 0)
         check_int(cfg, "probes.early_steps", 0)
         check_int(cfg, "probes.early_until_step", 0)
-    if cfg.get("logger"):
-        check_number(cfg, "logger.init_timeout", 0.0, low_open=True)
+    if cfg.get("logger") and cfg.logger.get("wandb"):
+        check_number(cfg, "logger.wandb.init_timeout", 0.0, low_open=True)
     check_trainer(cfg)
     check_targets(cfg)
 

@@ -53,6 +53,9 @@ class Summary:
     branched_from_epoch: int | None = None
     epochs_trained: int | None = None
     fit_seconds: float | None = None
+    # torch's CPU threads during the fit (torch.get_num_threads()): fit_seconds means little without it,
+    # and the count changes float summation order.
+    threads: int | None = None
     error: str | None = None
     traceback: str | None = None
     final: dict[str, float] = field(default_factory=dict)

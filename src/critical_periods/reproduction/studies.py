@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from critical_periods.record.result_keys import folder_name_excludes
-from critical_periods.config.paths import REPO
 from critical_periods.analysis import break_even as be
+from critical_periods.config.paths import config_dir
 
-CONF_DIR = REPO / "conf"
+CONF_DIR = config_dir()
 
 MODELS = ("mlp", "conv1d")
 SEEDS_CRITICAL = "0,1,2"            # >= 3 seeds per model for the critical-period claims

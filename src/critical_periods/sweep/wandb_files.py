@@ -3,8 +3,11 @@
     python -m critical_periods.sweep.wandb_files            # rewrite sweeps/wandb/<study>.yaml from sweeps/<study>.yaml
     python -m critical_periods.sweep.wandb_files --check    # exit 1 if a W&B file is stale (the tests run this)
 
-Each W&B run of the sweep is one Hydra run of the study: the agent passes the grid point as Hydra
-overrides (``${args_no_hyphens}``) after ``sweep=<study>``.
+Each W&B run of the sweep is a one-job Hydra multirun of the study: the agent runs
+``python -m critical_periods.train -m sweep=<study> <key>=<value> ...`` with the grid point as Hydra
+overrides (``${args_no_hyphens}``). ``-m`` is needed: a study is a multirun config (``sweep=<study>``
+without it is refused), and the grid point's values replace the study's own grid, so the multirun has
+exactly one job, in the study's folder ``multirun/<study>/<overrides>/`` like a job of the Hydra sweep.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from critical_periods.config.paths import SWEEPS_DIR
 from critical_periods.record.metric_names import FINAL_TEST_ERROR
 
 WANDB_DIR_NAME = "wandb"
+# The agent substitutes ${env} (/usr/bin/env) and ${interpreter} (python); -m makes the Hydra run a
+# multirun, the only way a study runs.
+AGENT_COMMAND_HEAD = ["${env}", "${interpreter}", "-m", "critical_periods.train", "-m"]
 
 
 def grid_values(key: str, values: str) -> list[Any]:
@@ -46,7 +52,7 @@ def wandb_sweep(study: str, params: dict[str, Any]) -> dict[str, Any]:
         "method": "grid",
         "metric": {"name": FINAL_TEST_ERROR, "goal": "minimize"},
         "parameters": {key: {"values": grid_values(key, str(value))} for key, value in params.items()},
-        "command": ["${env}", "${interpreter}", "-m", "critical_periods.train", f"sweep={study}", "${args_no_hyphens}"],
+        "command": AGENT_COMMAND_HEAD + [f"sweep={study}", "${args_no_hyphens}"],
     }
 
 

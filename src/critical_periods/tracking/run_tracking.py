@@ -12,8 +12,10 @@ from pytorch_lightning.loggers import Logger
 
 from critical_periods.record.metrics import read_metrics
 from critical_periods.record.summary import Summary
-from critical_periods.tracking.loggers import build_loggers, logger_kind
-from critical_periods.tracking.wandb_run import MirrorWandbLogger, end_live_run, start_live_run, write_offline_run
+from critical_periods.tracking.loggers import build_loggers, uses_wandb
+from critical_periods.tracking.wandb_run import (
+    MirrorWandbLogger, end_live_run, start_live_run, wandb_settings, write_offline_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ class RunTracking:
     def __init__(self, cfg: DictConfig, out_dir: Path) -> None:
         self.cfg = cfg
         self.out_dir = out_dir
-        self.kind = logger_kind(cfg)
+        self.wandb = uses_wandb(cfg)
         self.live: MirrorWandbLogger | None = None
         self.loggers: list[Logger] = []
 
@@ -40,7 +42,7 @@ class RunTracking:
         """The loggers and callbacks to train with. ``branched_now``: the run's first rows are a sweep
         sibling's (a live W&B run gets them first)."""
         self.loggers = build_loggers(self.cfg, self.out_dir)
-        if self.kind != "wandb":
+        if not self.wandb:
             return self.loggers, []
         history = read_metrics(self.out_dir) if branched_now else None
         self.live = start_live_run(self.cfg, self.out_dir, summary.wandb_id, history)
@@ -58,7 +60,7 @@ class RunTracking:
     def end(self, summary: Summary) -> None:
         """End the W&B side of a run, whatever its status: finish the live run, or (offline, or the live
         run failed) write the offline run from the record. Never raises: W&B never fails a run."""
-        if self.kind != "wandb":
+        if not self.wandb:
             return
         if self.live is not None and end_live_run(self.live, summary):
             return
@@ -68,6 +70,6 @@ class RunTracking:
             log.warning("no W&B run written: the metrics could not be read (%s)", err)
             return
         folder = write_offline_run(self.cfg, self.out_dir, summary, rows)
-        if folder is not None and self.cfg.logger.mode != "offline":  # online was asked for and failed
+        if folder is not None and wandb_settings(self.cfg).mode != "offline":  # online was asked for and failed
             log.warning("W&B was not reachable: the run is saved as an offline W&B run; upload it with: wandb sync %s",
                         folder)

@@ -1,6 +1,6 @@
 """One W&B run per training job, complete across resumes: group = the experiment/sweep name, run
 name = the job's overrides, config = the resolved Hydra config, ``job_type="train"``, tags = the
-study, the deficit kind and ``logger.tags``.
+study, the deficit kind and ``logger.wandb.tags``.
 
 W&B is a mirror: the run record (``metrics.jsonl``, ``summary.json``) is the source of truth, and a
 run is never failed because of W&B.
@@ -11,7 +11,7 @@ run is never failed because of W&B.
   id and the earlier copy is removed, so ``wandb sync <run dir>/wandb/offline-run-*`` uploads one
   complete run (W&B cannot resume an offline run: a live offline run would be split at every resume).
 * **Online**: a live run, resumed by its id (kept in ``summary.json``) after an interruption. If W&B
-  cannot start (no API key, server unreachable: the wait is bounded by ``logger.init_timeout``
+  cannot start (no API key, server unreachable: the wait is bounded by ``logger.wandb.init_timeout``
   seconds) or fails mid-run, a warning says so and the offline run is written at the end instead.
 
 Axes: W&B's step is the global optimiser step, and every metric is plotted against ``epoch`` =
@@ -68,6 +68,11 @@ def run_name(cfg: DictConfig) -> str:
     return cfg.name
 
 
+def wandb_settings(cfg: DictConfig) -> DictConfig:
+    """``logger.wandb``: project, entity, mode, tags, init_timeout."""
+    return cfg.logger.wandb
+
+
 def wandb_run_id() -> str:
     """A fresh W&B run id; the run record keeps it so a resumed job continues the same W&B run."""
     return uuid.uuid4().hex[:12]
@@ -78,15 +83,15 @@ def under_agent() -> bool:
 
 
 def run_tags(cfg: DictConfig) -> list[str]:
-    """The study (``cfg.name``), the deficit kind, then ``logger.tags``; no duplicates."""
+    """The study (``cfg.name``), the deficit kind, then ``logger.wandb.tags``; no duplicates."""
     target = str(cfg.deficit.get("_target_", "")) if cfg.get("deficit") else ""
-    tags = [str(cfg.name), f"deficit:{DeficitKind.from_target(target)}" if target else "deficit:none", *cfg.logger.tags]
+    tags = [str(cfg.name), f"deficit:{DeficitKind.from_target(target)}" if target else "deficit:none", *wandb_settings(cfg).tags]
     return list(dict.fromkeys(tags))
 
 
 def init_arguments(cfg: DictConfig, out_dir: Path, run_id: str | None, mode: str) -> dict[str, Any]:
     """What ``wandb.init`` gets, live or written from the record."""
-    settings = cfg.logger
+    settings = wandb_settings(cfg)
     timeout = float(settings.init_timeout) if mode != "offline" else OFFLINE_START_SECONDS
     return dict(
         project=settings.project,
@@ -172,9 +177,9 @@ def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str,
     """A started online run (or, under ``wandb agent``, the agent's run), or ``None``: offline mode
     (written from the record at the end), or W&B could not start (warned). ``history``: record rows
     the run holds before its first step (a job branched from a sweep sibling's state), logged first."""
-    if cfg.logger.mode == "offline" and not under_agent():
+    if wandb_settings(cfg).mode == "offline" and not under_agent():
         return None
-    arguments = init_arguments(cfg, out_dir, run_id, cfg.logger.mode)
+    arguments = init_arguments(cfg, out_dir, run_id, wandb_settings(cfg).mode)
     arguments["save_dir"] = arguments.pop("dir")
     logger = MirrorWandbLogger(resume="allow" if not under_agent() else None, **arguments)
     logger._wandb_init.pop("anonymous", None)  # Lightning passes None, which W&B warns about on every run
@@ -187,11 +192,11 @@ def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str,
     except Exception as err:
         finish_wandb(failed=True)
         reset_wandb()  # the failed start keeps the run id claimed in W&B's service: the offline copy needs it
-        warnings.warn(f"W&B could not start in {cfg.logger.mode} mode ({type(err).__name__}: {str(err).strip()[:300]}); "
+        warnings.warn(f"W&B could not start in {wandb_settings(cfg).mode} mode ({type(err).__name__}: {str(err).strip()[:300]}); "
                       "the run trains without it and an offline W&B run is written from the record at the end",
                       RuntimeWarning)
         return None
-    log.info("W&B run (%s mode) in %s/wandb", cfg.logger.mode, out_dir)
+    log.info("W&B run (%s mode) in %s/wandb", wandb_settings(cfg).mode, out_dir)
     return logger
 
 

@@ -59,7 +59,7 @@ def wandb_sweep(study: str, params: dict[str, Any]) -> dict[str, Any]:
 def render(study: str, params: dict[str, Any]) -> str:
     header = (
         f"# Generated from sweeps/{study}.yaml by `python -m critical_periods.sweep.wandb_files`: edit that file, not this one.\n"
-        f"# Each agent run is one Hydra run of the study:\n"
+        f"# Each agent run is a one-job Hydra multirun of the study (the grid point replaces its grid):\n"
         f"#   wandb sweep sweeps/wandb/{study}.yaml          # prints the sweep id\n"
         f"#   WANDB_MODE=online wandb agent ENTITY/PROJECT/SWEEP_ID\n"
     )

@@ -40,7 +40,6 @@ def test_the_thread_count_is_a_summary_field_written_and_read_back(tmp_path):
     assert loaded.threads == 3 and loaded.extra == {}
 
 
-@pytest.mark.xfail(strict=True, reason="train.py sets summary.threads once the lead wires it (issue 24, item 7)")
 def test_a_run_records_its_torch_thread_count(make_cfg):
     from critical_periods.train import train
 

@@ -8,6 +8,8 @@ import time
 import traceback
 from typing import Any
 
+import torch
+
 from critical_periods.build import Job, build_trainer, checkpoint_callbacks
 from critical_periods.callbacks.progress import EpochProgress
 from critical_periods.callbacks.random_states import RandomStates
@@ -119,6 +121,7 @@ def fit_and_test(job: Job, point: ResumePoint, branching: JobBranching) -> Summa
 def run_fit_and_test(job: Job, trainer, point: ResumePoint, summary: Summary) -> None:
     """The Lightning part: fit from ``point``'s checkpoint, then test unless the loss diverged; fills
     ``summary`` in (status, epochs trained, fit seconds, ``final/*``)."""
+    summary.threads = torch.get_num_threads()  # runtimes mean nothing without it
     started = time.perf_counter()
     trainer.fit(job.module, datamodule=job.datamodule, ckpt_path=point.checkpoint, weights_only=True)
     raise_if_stop_requested()  # a signal in the fit's last moments

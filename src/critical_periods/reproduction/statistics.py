@@ -229,3 +229,23 @@ def judge(rule: Rule, effects: Effects | Mapping[str, Effects], *, random_state:
         parts.append(judged)
     status = Verdict.OBSERVED if rule.kind == "observed" else combine([p.status for p in parts])
     return Judgement(status, tuple(parts))
+
+
+def method_text(n_resamples: int = N_RESAMPLES, random_state: int = RANDOM_STATE) -> str:
+    """The report's statement of the method."""
+    return (
+        "Per seed, the paired effect: the condition's statistic minus that of the matched control run of the same seed "
+        "(or a within-seed contrast: a slope over a grid, two windows of one trajectory). The effect is the mean over "
+        f"seeds; its 95% interval is scipy.stats.bootstrap over seeds (BCa, percentile where BCa is degenerate; "
+        f"{n_resamples} resamples, random_state {random_state}). On synthetic normal data this interval held the true "
+        "mean in 83% of experiments at 5 seeds and 91% at 20 (measured for tests/test_statistics.py): at 5 seeds it is "
+        "narrower than its nominal 95%, so a 'reproduced' resting on 5 seeds is weaker evidence than its label suggests. "
+        "Decision, for a claimed increase with minimal effect m: reproduced if the interval's lower end is above 0 and "
+        "the effect is at least m; not reproduced if the interval's upper end is below m (it excludes the paper's "
+        "effect); inconclusive otherwise or with fewer than 5 seeds; a claimed decrease mirrors this; a claimed absence "
+        "(equivalence, margin m) is reproduced if the whole interval lies within (-m, m) and not reproduced if it lies "
+        "entirely beyond m or -m. A claim of several parts is partly reproduced if some parts are (the report names "
+        "them). 'Observed' results have no paper claim behind them and never count as reproductions. P(improvement) "
+        "is rliable's probability that a condition run beats a control run (ties one half). Each rule runs by the same "
+        "code on its negative control, which must not come out reproduced."
+    )

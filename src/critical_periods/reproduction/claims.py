@@ -212,7 +212,9 @@ class Judge:
               control: Effects | Mapping[str, Effects] | None, measured: str, invalid: str | None = None, **extra: Any) -> Claim:
         rule = self.rules[rule_id]
         judgement = self(rule_id, condition, invalid)
-        control_judgement = self(rule_id, control) if control is not None and rule.kind == "judged" else None
+        if control is None and rule.kind == "judged":  # no runs to build it from: reported as inconclusive
+            control = {p.name: per_seed({}, "no runs for the control") for p in rule.parts}
+        control_judgement = self(rule_id, control) if rule.kind == "judged" else None
         text = f"{measured} Claim: {interval_text(judgement)}."
         if control_judgement is not None:
             text += f" Control ({rule.control.name}): {interval_text(control_judgement)}."

@@ -158,7 +158,7 @@ STUDIES = (
                f"seed={CONTROL_SEEDS}", "probes=none")),
         quick=(("sweep=depth", "model.widths=[64],[64,64]", "deficit=blur,none", "deficit.length=2",
                 "schedule.epochs_after_deficit=1", "seed=0", "probes=none"),),
-        protocol={"models": ["mlp"], "hidden_layers": [1, 4], "width": 512, "removal_epochs": [40],
+        protocol={"models": ["mlp"], "hidden_layers": [1, 4], "width": 512, "removal_epochs": [40], "epochs": 40 + AFTER_DEFICIT,
                   "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS), "control_seeds": seeds(CONTROL_SEEDS),
                   "schedule": "lr x0.97 per epoch", "probes": "none"},
     ),

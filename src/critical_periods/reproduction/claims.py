@@ -75,7 +75,7 @@ class Claim:
             "parts": [p.to_json() for p in self.judgement.parts],
             "holds": self.judgement.holds(),
             "rules_commit": rules_commit, "figure": figure_path,
-            "paper": self.rule.paper, "statement": self.rule.statement, "rule": self.rule.text(),
+            "paper": self.rule.paper, "reference": self.rule.reference, "statement": self.rule.statement, "rule": self.rule.text(),
             "amended_after_results": self.rule.amended_after_results,
             "history": [vars(a) for a in self.rule.history],
             "measured": self.measured, "numbers": jsonable(self.numbers), "table": self.table, "headers": self.headers,

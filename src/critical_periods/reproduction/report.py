@@ -134,7 +134,7 @@ def render_markdown(record: dict[str, Any]) -> str:
     if record.get("skipped"):
         parts += ["Studies not run in this checkout: " + "; ".join(f"{k} ({v})" for k, v in record["skipped"].items()) + ".", ""]
     for claim in claims:
-        parts += [f"## {claim['id']}", "", f"*Claim:* {claim['claim']}", "", f"*Paper:* {claim['paper']}", "",
+        parts += [f"## {claim['id']}", "", f"*Claim:* {claim['claim']}", "", f"*Paper:* {claim['paper']}" + (f". {claim['reference']}" if claim.get("reference") else ""), "",
                   f"*Rule:* {claim['rule']}", ""]
         parts += ["*History of the rule:*", "", *history_lines(claim), ""]
         holds = f" Holds: {', '.join(claim['holds'])}." if claim["status"] == "partly" else ""

@@ -71,6 +71,7 @@ class Rule:
     validity: str | None = None
     requires: str | None = None  # what this checkout lacks to run it (then it is listed as not run)
     retired_because: str | None = None
+    reference: str | None = None  # published numbers the claim is read against, with their source
 
     @property
     def amended_after_results(self) -> bool:
@@ -185,7 +186,7 @@ def parse_rule(raw: Any, index: int) -> Rule:
         seeds=seeds, conditions=_text(raw, rule_id, "conditions", required=kind != "retired") or "",
         parts=parts, control=control, history=_history(raw.get("history"), rule_id),
         validity=_text(raw, rule_id, "validity", required=False), requires=_text(raw, rule_id, "requires", required=False),
-        retired_because=retired_because,
+        retired_because=retired_because, reference=_text(raw, rule_id, "reference", required=False),
     )
 
 

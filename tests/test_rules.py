@@ -3,6 +3,7 @@ in one line naming the claim, the key, the value and what is allowed; rules_comm
 
 import copy
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -80,3 +81,17 @@ def test_rules_commit_is_the_last_commit_that_touched_the_file(tmp_path):
     git("add", ".", cwd=tmp_path)
     git("commit", "-qm", "results", cwd=tmp_path)
     assert rules_commit(rules) == first  # a later commit that did not touch the rules does not count
+
+
+def test_the_reproduction_refuses_a_broken_rules_file_before_any_run(tmp_path):
+    document = copy.deepcopy(DOCUMENT)
+    document["rules"][0]["seeds"] = 2
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(yaml.safe_dump(document))
+    result = subprocess.run([sys.executable, "-m", "critical_periods.reproduce", "--quick", "--rules", str(bad),
+                             "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: rules file: claim 'achille-blur-lasting': seeds=2 is not allowed: a whole number >= 5"]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "docs").exists()

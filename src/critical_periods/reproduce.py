@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 
-from critical_periods.analysis import break_even as be
 from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analyze import analyze
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.report import copy_figures, write_record
-from critical_periods.reproduction.rules import Rules, RulesError, load_rules, rules_commit, rules_modified
+from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
 from critical_periods.reproduction.studies import MODELS, STUDIES, Study, run_study
 
@@ -40,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where the report goes (default ./docs)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="studies run at once, one torch thread each (default 2, one per core of a 2-core machine)")
+    parser.add_argument("--rules", type=Path, default=RULES_FILE,
+                        help="the pre-registered decision rules (default: docs/rules.yaml of this checkout)")
     parser.add_argument("--wandb", action="store_true", help="log every run to W&B (offline unless WANDB_MODE says otherwise)")
     return parser.parse_args(argv)
 
@@ -73,11 +74,11 @@ def judge(runs: dict[str, Sequence[Run]], rules: Rules) -> tuple[list[c.Claim], 
     return claims, records
 
 
-def rules_record(rules: Rules) -> dict[str, Any]:
-    """What the report says about the rules: the file's commit, whether the working copy differs, the
-    method, and the rules registered but not run or retired."""
+def rules_record(rules: Rules, path: Path) -> dict[str, Any]:
+    """What the report says about the rules: the file's commit, whether the working copy differs from
+    it, and the method."""
     return {
-        "file": "docs/rules.yaml", "commit": rules_commit(), "modified": rules_modified(), "method": rules.method,
+        "file": path.name, "commit": rules_commit(path), "modified": rules_modified(path), "method": rules.method,
         "method_text": method_text(rules.n_resamples, rules.random_state),
     }
 
@@ -94,7 +95,7 @@ def load_study(sweep_dir: Path) -> list[Run]:
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     try:  # a broken rules file is refused before any run starts
-        rules = load_rules()
+        rules = load_rules(args.rules)
     except RulesError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> Path:
     runs = {name: load_study(path) for name, path in sweep_dirs.items()}
     claims, break_even_rows = judge(runs, rules)
     figures = copy_figures(sweep_dirs, args.docs / "figures")
-    rules_info = rules_record(rules)
+    rules_info = rules_record(rules, args.rules)
 
     def figure_path(name: str | None) -> str | None:
         """``docs/figures/<name>`` if the figure was drawn and copied (else ``None``)."""

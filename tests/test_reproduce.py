@@ -124,6 +124,33 @@ def test_sensitivity_is_judged_on_paired_early_harm_and_its_fall():
     assert flat.status == Verdict.PARTLY and flat.judgement.holds() == ["early windows do harm"]
 
 
+def test_depth_compares_paired_harm_of_the_deepest_and_shallowest_net():
+    runs = []
+    for widths, harm_pp in (([512], 0.03), ([512, 512, 512, 512], 0.09)):
+        config = {"model": {"widths": widths}}
+        for seed in (*SEEDS, *CONTROL_SEEDS):
+            runs.append(run("none", 40, 0.30 + noise(seed) + 0.01 * len(widths), seed=seed, config=config))
+        for seed in SEEDS:
+            runs.append(run("blur", 40, 0.30 + noise(seed) + 0.01 * len(widths) + harm_pp + noise(seed + 3, 0.002),
+                            seed=seed, config=config))
+    claim = c.depth_claim(JUDGE, runs, None)
+    assert claim.status == R and claim.judgement.parts[0].effect == pytest.approx(6.0, abs=0.5)
+    assert claim.control.status != R and [row[0] for row in claim.table] == ["1", "4"]
+
+
+def test_stiffness_is_higher_at_the_larger_lr_against_same_lr_other_seeds():
+    runs = []
+    for lr, level in ((0.01, 0.02), (0.1, 0.08)):
+        for seed in (*SEEDS, *CONTROL_SEEDS) if lr == 0.01 else SEEDS:
+            series = [level + 0.003 * np.sin(seed + e) for e in range(11)]
+            probe = probe_run(seed, {names.STIFFNESS_COS_DIFF: series})
+            runs.append(Run(job=f"{lr}-{seed}", path=Path("."), overrides=(), status="completed", summary=probe.summary,
+                            config={"optim": {"lr": lr}}, metrics=probe.metrics))
+    claim = c.stiffness_lr_claim(JUDGE, runs, None)
+    assert claim.status == R and claim.judgement.parts[0].effect == pytest.approx(0.06, abs=0.005)
+    assert claim.control.status != R
+
+
 def probe_run(seed: int, series: dict[str, list[float]], val: dict[str, list[float]] | None = None) -> Run:
     """Probes at the initial weights (step 0) then after epochs 0, 1, ...; validation rows per epoch."""
     length = len(next(iter(series.values())))

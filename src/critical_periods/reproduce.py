@@ -23,13 +23,13 @@ from typing import Any
 
 import torch
 
-from critical_periods.vocabulary import DeficitKind
-from critical_periods.analysis import break_even as be
 from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analyze import analyze
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.report import copy_figures, write_record
-from critical_periods.reproduction.studies import STUDIES, Study, run_study
+from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
+from critical_periods.reproduction.statistics import method_text
+from critical_periods.reproduction.studies import MODELS, STUDIES, Study, run_study
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,34 +39,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where the report goes (default ./docs)")
     parser.add_argument("--jobs", type=int, default=2,
                         help="studies run at once, one torch thread each (default 2, one per core of a 2-core machine)")
+    parser.add_argument("--rules", type=Path, default=RULES_FILE,
+                        help="the pre-registered decision rules (default: docs/rules.yaml of this checkout)")
     parser.add_argument("--wandb", action="store_true", help="log every run to W&B (offline unless WANDB_MODE says otherwise)")
     return parser.parse_args(argv)
 
 
-def judge(runs: dict[str, Sequence[Run]]) -> tuple[list[c.Claim], list[dict[str, Any]]]:
-    """Every claim, per model, from the studies' runs (a missing study gives inconclusive claims)."""
+def judge(runs: dict[str, Sequence[Run]], rules: Rules) -> tuple[list[c.Claim], list[dict[str, Any]]]:
+    """Every claim, per model and lr schedule, from the studies' runs (a missing study gives
+    inconclusive claims), judged by ``rules``."""
     get = lambda name: runs.get(name, [])  # noqa: E731
-    all_kinds = [k.value for k in (DeficitKind.BLUR, DeficitKind.VERTICAL_FLIP, DeficitKind.LABEL_PERMUTATION, DeficitKind.NOISE)]
-    decaying = "lr x0.97 per epoch"
-    claims = c.critical_period_claims(
-        c.RemovalStudy.of(get("kinds_mlp"), all_kinds, decaying, "mlp"),
-        [c.RemovalStudy.of(get("constant_lr"), all_kinds, "constant lr", "mlp"),
-         c.RemovalStudy.of(get("lr_restart"), all_kinds, f"{decaying}, restarted at removal", "mlp")],
-    )
-    claims += c.critical_period_claims(c.RemovalStudy.of(get("kinds_conv1d"), all_kinds, decaying, "conv1d"))
-    for model in ("mlp", "conv1d"):
-        study = get(f"sensitivity_{model}")
-        claims += [c.fisher_rise_claim(study, model), c.sensitivity_claim(study, model)]
-    for model in ("mlp", "conv1d"):
-        study = get(f"sensitivity_{model}")
-        claims += [c.stiffness_claim(study, model), c.frequency_claim(study, model)]
-    claims.append(c.cka_claim(get("representations")))
+    j = c.Judge(rules)
+    figure = lambda study, name: f"{study}_{name}"  # noqa: E731  the name copy_figures gives it
+    claims: list[c.Claim] = []
+    for model in MODELS:
+        for schedule, prefix in (("decaying", "kinds"), ("constant", "constant_lr"), ("restart", "lr_restart")):
+            study = f"{prefix}_{model}"
+            claims += c.removal_claims(j, get(study), model, schedule, figure(study, "error_vs_removal.png"))
+    for model in MODELS:
+        clean, constant = f"sensitivity_{model}", f"sensitivity_constant_{model}"
+        claims += [c.sensitivity_claim(j, get(clean), model, "decaying", figure(clean, "sensitivity_vs_onset.png")),
+                   c.sensitivity_claim(j, get(constant), model, "constant", figure(constant, "sensitivity_vs_onset.png")),
+                   c.fisher_claim(j, get(clean), model, figure(clean, "fisher_trace.png")),
+                   c.stiffness_overfitting_claim(j, get(clean), model, figure(clean, "stiffness.png")),
+                   c.frequency_claim(j, get(clean), model, figure(clean, "frequency.png"))]
+    claims.append(c.depth_claim(j, get("depth"), figure("depth", "error_vs_removal.png")))
+    claims.append(c.stiffness_lr_claim(j, get("stiffness_lr"), figure("stiffness_lr", "stiffness.png")))
     records = []
     for name, setting in (("break_even_lr", "lr"), ("break_even_batch", "batch_size")):
-        claim, rows = c.break_even_claim(get(name), setting, be.PAPER_TRAIN_ACC_THRESHOLD, name)
-        claims += claim
+        claim, rows = c.break_even_claim(j, get(name), setting, name, figure(name, "break_even.png"))
+        claims.append(claim)
         records += rows
+    claims.append(c.cka_claim(j, get("representations"), figure("representations", "cka_deficit_vs_clean.png")))
     return claims, records
+
+
+def rules_record(rules: Rules, path: Path) -> dict[str, Any]:
+    """What the report says about the rules: the file's commit, whether the working copy differs from
+    it, and the method."""
+    return {
+        "file": path.name, "commit": rules_commit(path), "modified": rules_modified(path), "method": rules.method,
+        "method_text": method_text(rules.n_resamples, rules.random_state),
+    }
 
 
 def load_study(sweep_dir: Path) -> list[Run]:
@@ -80,15 +94,23 @@ def load_study(sweep_dir: Path) -> list[Run]:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
+    try:  # a broken rules file is refused before any run starts
+        rules = load_rules(args.rules)
+    except RulesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     out = args.out.resolve()
     extra = () if args.wandb else ("logger=none",)
     threads = 1 if args.jobs > 1 else None
     skipped = {s.name: f"needs {', '.join(s.missing())}" for s in STUDIES if s.missing()}
     studies: list[Study] = [s for s in STUDIES if s.name not in skipped]
 
+    study_minutes: dict[str, float] = {}
+
     def run(study: Study) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {study.name}: {study.claim}", flush=True)
         elapsed = run_study(study, out, args.quick, extra, threads)
+        study_minutes[study.name] = elapsed / 60
         print(f"[{time.strftime('%H:%M:%S')}] {study.name}: done in {elapsed / 60:.1f} min", flush=True)
 
     for name, why in skipped.items():
@@ -100,7 +122,14 @@ def main(argv: list[str] | None = None) -> Path:
 
     sweep_dirs = {study.name: out / study.name for study in studies}
     runs = {name: load_study(path) for name, path in sweep_dirs.items()}
-    claims, break_even_rows = judge(runs)
+    claims, break_even_rows = judge(runs, rules)
+    figures = copy_figures(sweep_dirs, args.docs / "figures")
+    rules_info = rules_record(rules, args.rules)
+
+    def figure_path(name: str | None) -> str | None:
+        """``docs/figures/<name>`` if the figure was drawn and copied (else ``None``)."""
+        return f"{args.docs.name}/figures/{name}" if name and (args.docs / "figures" / name).exists() else None
+
     all_runs = [r for study_runs in runs.values() for r in study_runs]
     record = {
         "run": {
@@ -115,12 +144,18 @@ def main(argv: list[str] | None = None) -> Path:
             "epochs_recorded": sum(r.summary.epochs or 0 for r in all_runs if r.summary is not None),
             "epochs_taken_over": sum(r.branched_from_epoch or 0 for r in all_runs),
             "runs_branched": sum(r.branched_from_epoch is not None for r in all_runs),
+            "study_minutes": {s.name: study_minutes[s.name] for s in studies if s.name in study_minutes},
         },
-        "claims": [claim.to_json() for claim in claims],
+        "rules": rules_info,
+        "claims": [claim.to_json(rules_info["commit"], figure_path(claim.figure)) for claim in claims],
+        "not_run": [{"id": r.id, "paper": r.paper, "statement": r.statement, "requires": r.requires}
+                    for r in rules.rules if r.requires],
+        "retired": [{"id": r.id, "statement": r.statement, "retired_because": r.retired_because}
+                    for r in rules.rules if r.kind == "retired"],
         "break_even_runs": break_even_rows,
         "protocol": {s.name: {"claim": s.claim, **s.protocol, "runs": len(runs.get(s.name, []))} for s in STUDIES},
         "skipped": skipped,
-        "figures": copy_figures(sweep_dirs, args.docs / "figures"),
+        "figures": figures,
     }
     json_path, report = write_record(args.docs, c.jsonable(record))
     for row in break_even_rows:
@@ -129,7 +164,8 @@ def main(argv: list[str] | None = None) -> Path:
                   f"{row['max_lambda_h1']} vs 2/lr {row['two_over_lr']}, break-even epoch {row['break_even_epoch']}, "
                   f"threshold epoch {row['threshold_epoch']}")
     for claim in claims:
-        print(f"{claim.verdict:>15}  {claim.model:>7}  {claim.title}")
+        control = f"  (control: {claim.control.status.value})" if claim.control is not None else ""
+        print(f"{claim.status.value:>15}  {claim.id}{control}")
     print(f"record: {json_path}\nreport: {report}")
     return report
 

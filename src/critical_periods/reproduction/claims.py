@@ -1,59 +1,95 @@
-"""Each paper claim, the numbers that test it, and a verdict by a rule stated beside it.
+"""Each claim's per-seed paired effects, computed from the run records, judged by its rule in
+``docs/rules.yaml`` (see ``rules.py``, ``statistics.py``) beside its negative control.
 
-The rules (and the protocols in ``studies.py``) are fixed before the runs and written into the
-report next to the paper's protocol; a claim that does not reproduce is reported as measured.
-Errors are fractions here and percent in the report. Every verdict is one of ``VERDICTS``.
+For every claim the condition and the control go through the same function: the control only swaps
+which runs fill the condition's place (fresh-seed no-deficit runs, blur in place of a harmless
+deficit) or reorders them (time order, setting labels), as the rule file says. Errors are fractions
+in the run records and percentage points (pp) here.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from critical_periods.record import metric_names as names
-from critical_periods.analysis.break_even import PASS_FRACTION, RunPeaks, break_even_runs, compare
+from critical_periods.analysis import break_even as be
 from critical_periods.analysis.runs import Run
-from critical_periods.analysis.tables import Stat, baselines, plotted_runs, removal_table
+from critical_periods.analysis.tables import plotted_runs
+from critical_periods.reproduction.rules import Rule, Rules
+from critical_periods.reproduction.statistics import Effects, Judgement, judge, paired_effects, per_seed
+from critical_periods.vocabulary import Verdict
 
-# A lasting effect must exceed this many percentage points of final test error...
-MIN_EFFECT_PP = 2.0
-# ...and the seed-to-seed range of the baseline.
-REPRODUCED, PARTLY, NOT, INCONCLUSIVE = "reproduced", "partly", "not reproduced", "inconclusive"
-VERDICTS = (REPRODUCED, PARTLY, NOT, INCONCLUSIVE)
-# A run that ends more than this far (fraction) below the clean runs' final training accuracy has not
-# finished learning the real data: its test error says nothing about lasting harm.
+# Seeds 100 + s are the fresh-seed no-deficit controls of seed s (docs/rules.yaml).
+CONTROL_SEED_OFFSET = 100
+# A run that ends more than this far (fraction) below the matched clean runs' final training accuracy
+# has not finished learning the real data (the validity condition of the rules that name it).
 UNCONVERGED_GAP = 0.10
-# The sensitivity window must do damage at onset 0 of at least this many seed spreads.
-WINDOW_DAMAGE_SPREADS = 3.0
+# Trajectory windows: the last WINDOW probes, the WINDOW probes up to the validation-loss minimum.
+WINDOW = 5
+
+SCHEDULE_WORDS = {"decaying": "lr x0.97 per epoch", "constant": "constant lr",
+                  "restart": "lr x0.97 per epoch, restarted at removal"}
 
 
 @dataclass
 class Claim:
-    title: str
+    """One rule applied to one model and lr schedule, with its control."""
+
+    rule: Rule
     model: str
-    paper: str        # what the paper did and found
-    protocol: str     # what we did, what differs and why
-    rule: str
-    verdict: str
+    schedule: str
+    judgement: Judgement
+    control: Judgement | None
     measured: str
+    figure: str | None = None  # a figure file name under docs/figures/, if the study draws one
     numbers: dict[str, Any] = field(default_factory=dict)
     table: list[list[str]] = field(default_factory=list)
     headers: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict={self.verdict!r} is not allowed: choose one of {', '.join(VERDICTS)}")
+    @property
+    def id(self) -> str:
+        return f"{self.rule.id}/{self.model}/{self.schedule}"
 
-    def to_json(self) -> dict[str, Any]:
-        record = asdict(self)
-        record["claim"] = record.pop("title")
-        record["numbers"] = jsonable(record["numbers"])
-        return record
+    @property
+    def status(self) -> Verdict:
+        return self.judgement.status
+
+    @property
+    def title(self) -> str:
+        return f"{self.rule.statement} ({self.model}, {SCHEDULE_WORDS.get(self.schedule, self.schedule)})"
+
+    def to_json(self, rules_commit: str | None, figure_path: str | None = None) -> dict[str, Any]:
+        head = self.judgement.headline
+        record: dict[str, Any] = {
+            "id": self.id, "rule_id": self.rule.id, "claim": self.title, "model": self.model, "schedule": self.schedule,
+            "status": self.status.value, "verdict": self.status.value,
+            "seeds": self.judgement.seeds,
+            "effect": head.effect if head else None, "ci95": list(head.ci95) if head and head.ci95 else None,
+            "unit": head.part.unit if head else None,
+            "parts": [p.to_json() for p in self.judgement.parts],
+            "holds": self.judgement.holds(),
+            "rules_commit": rules_commit, "figure": figure_path,
+            "paper": self.rule.paper, "reference": self.rule.reference, "statement": self.rule.statement, "rule": self.rule.text(),
+            "amended_after_results": self.rule.amended_after_results,
+            "history": [vars(a) for a in self.rule.history],
+            "measured": self.measured, "numbers": jsonable(self.numbers), "table": self.table, "headers": self.headers,
+        }
+        if self.control is not None and self.rule.control is not None:
+            control_head = self.control.headline
+            record["control"] = {
+                "name": self.rule.control.name, "construction": self.rule.control.construction,
+                "status": self.control.status.value, "seeds": self.control.seeds,
+                "effect": control_head.effect if control_head else None,
+                "ci95": list(control_head.ci95) if control_head and control_head.ci95 else None,
+                "parts": [p.to_json() for p in self.control.parts],
+            }
+        return jsonable(record)
 
 
 def jsonable(value: Any) -> Any:
@@ -68,225 +104,73 @@ def jsonable(value: Any) -> Any:
         return int(value)
     if isinstance(value, (float, np.floating)):
         return float(value) if np.isfinite(value) else None
+    if isinstance(value, Verdict):
+        return value.value
     return value
 
 
-def pp(fraction: float | None) -> str:
-    return "-" if fraction is None or not np.isfinite(fraction) else f"{100 * fraction:.1f}"
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:+.{digits}g}"
 
 
-def signed_pp(fraction: float | None) -> str:
-    return "-" if fraction is None or not np.isfinite(fraction) else f"{100 * fraction:+.1f}"
+def interval_text(j: Judgement | None) -> str:
+    """``+12.2 [+10.1, +14.0] pp (5 seeds)`` for each part."""
+    if j is None or not j.parts:
+        return "-"
+    return "; ".join(
+        f"{p.part.name}: {fmt(p.effect)} [{fmt(p.ci95[0]) if p.ci95 else '-'}, {fmt(p.ci95[1]) if p.ci95 else '-'}] "
+        f"{p.part.unit} ({p.n} seeds) -> {p.status.value}" + (f" ({p.reason})" if p.reason else "")
+        for p in j.parts)
 
 
-def missing(*values: float | None) -> bool:
-    """A study too small to give this number (e.g. the --quick grid, or a study that was skipped)."""
-    return any(v is None or not np.isfinite(v) for v in values)
+def model_of(run: Run) -> str:
+    return (run.model or "?").lower().replace("conv1dnet", "conv1d")
 
 
-def model_label(runs: Sequence[Run]) -> str:
-    """``mlp`` / ``conv1d`` / ...: the model of the study's runs (its config group option)."""
-    models = {(r.model or "?").lower().replace("conv1dnet", "conv1d") for r in runs}
-    return ",".join(sorted(models)) or "?"
+# -- reading the records --------------------------------------------------------------------------------
 
 
-# -- removal curves (Achille Fig. 1-2) ---------------------------------------------------------------
+def errors_pp(runs: Sequence[Run], kind: str, **match: Any) -> dict[int, float]:
+    """``{seed: final test error in pp}`` of the completed ``kind`` runs whose attributes equal ``match``
+    (e.g. ``length=60``, ``onset=0``)."""
+    out = {}
+    for r in plotted_runs(runs):
+        if (r.deficit or "none") == kind and all(getattr(r, key) == value for key, value in match.items()):
+            out[r.seed] = 100 * r.test_error
+    return out
 
 
-def removal_curves(runs: Sequence[Run], kinds: Sequence[str]) -> tuple[Stat | None, dict[str, dict[int, Stat]]]:
-    """The baseline and, per kind, the final error per removal epoch: the analysis's own tables,
-    for a study with a single condition (anything else varying would mix curves)."""
-    base = baselines(runs)
-    if len(base) > 1:
-        raise ValueError(f"a reproduction study must have one condition, found {sorted(base)}")
-    curves = {kind: {c.x: c.error for c in removal_table(runs) if c.kind == kind} for kind in kinds}
-    return next(iter(base.values()), None), {kind: curve for kind, curve in curves.items() if curve}
+def shifted(values: Mapping[int, float]) -> dict[int, float]:
+    """The fresh-seed control runs keyed by the seed they control: ``{s: values[100 + s]}``."""
+    return {s - CONTROL_SEED_OFFSET: v for s, v in values.items() if s >= CONTROL_SEED_OFFSET}
 
 
-def late_effect(curve: dict[int, Stat], base: Stat | None) -> float:
-    """Error at the latest removal epoch minus the baseline (a fraction); NaN without either."""
-    return curve[max(curve)].mean - base.mean if curve and base else float("nan")
+def judged_seeds(values: Mapping[int, float]) -> dict[int, float]:
+    return {s: v for s, v in values.items() if s < CONTROL_SEED_OFFSET}
 
 
-def noise_floor(base: Stat) -> float:
-    """The smallest effect that counts as lasting: MIN_EFFECT_PP, or the baseline's seed range if larger."""
-    return max(MIN_EFFECT_PP / 100, base.high - base.low)
-
-
-def last_train_acc(run: Run) -> float | None:
-    """The run's final training accuracy: the last epoch's ``train/acc`` (mean over its batches)."""
+def final_train_acc(run: Run) -> float | None:
     if run.summary is not None and run.summary.final.get(names.FINAL_TRAIN_ACC) is not None:
         return run.summary.final[names.FINAL_TRAIN_ACC]
     values = [row[names.TRAIN_ACC] for row in run.metrics if row.get(names.TRAIN_ACC) is not None]
     return values[-1] if values else None
 
 
-def final_train_acc(runs: Sequence[Run], kind: str, removal: int | None = None) -> list[float]:
-    """Final training accuracy of the completed runs of ``kind`` (and removal epoch)."""
-    values = [last_train_acc(r) for r in plotted_runs(runs)
-              if r.deficit == kind and (removal is None or r.removal_epoch == removal)]
-    return [v for v in values if v is not None]
-
-
-def curve_table(runs: Sequence[Run], curves: dict[str, dict[int, Stat]], base: Stat | None) -> tuple[list[str], list[list[str]]]:
-    """Per kind and removal epoch: mean final test error % (runs), and the lowest final training accuracy %."""
-    epochs = sorted({0, *(e for curve in curves.values() for e in curve)})
-    rows = []
-    base_train = final_train_acc(runs, "none")
-    for kind, curve in curves.items():
-        cells = []
-        for e in epochs:
-            stat = curve.get(e) or (base if e == 0 else None)
-            train = final_train_acc(runs, kind, e) if e else base_train
-            cells.append(f"{pp(stat.mean)} ({stat.n}); train {pp(min(train))}" if stat and train
-                         else f"{pp(stat.mean)} ({stat.n})" if stat else "-")
-        rows.append([kind, *cells])
-    return ["deficit", *(f"removed at {e}: test error % (runs); lowest final train acc %" for e in epochs)], rows
-
-
-def lasting(effect: float, base: Stat) -> bool:
-    return effect >= noise_floor(base)
-
-
-@dataclass
-class RemovalStudy:
-    """One study's removal curves, ready for the claims."""
-
-    runs: Sequence[Run]
-    base: Stat | None
-    curves: dict[str, dict[int, Stat]]
-    late: dict[str, float]
-    model: str
-    schedule: str  # how the lr moves, in words
-
-    @classmethod
-    def of(cls, runs: Sequence[Run], kinds: Sequence[str], schedule: str, model: str | None = None) -> RemovalStudy:
-        """``model`` names the study's model when it has no runs to tell (a skipped study)."""
-        base, curves = removal_curves(runs, kinds)
-        model = model_label(runs) if runs else model or "?"
-        return cls(runs, base, curves, {k: late_effect(c, base) for k, c in curves.items()}, model, schedule)
-
-    def converged(self, kind: str) -> bool | None:
-        """Did the latest-removal runs of ``kind`` end within UNCONVERGED_GAP of the clean runs' training accuracy?"""
-        curve, clean = self.curves.get(kind), final_train_acc(self.runs, "none")
-        train = final_train_acc(self.runs, kind, max(curve)) if curve else []
-        if not train or not clean:
-            return None
-        return min(train) >= float(np.mean(clean)) - UNCONVERGED_GAP
-
-    def base_text(self) -> str:
-        b = self.base
-        return f"baseline (no deficit) {pp(b.mean)}% ({b.n} seeds, range {pp(b.high - b.low)} pp)" if b else "no baseline"
-
-
-ACHILLE_PROTOCOL = ("Achille et al. 2019, Fig. 1-2: All-CNN on CIFAR-10, deficit from epoch 0 removed at epoch t0, then "
-                    "160 clean epochs; SGD lr 0.075 x0.97 per epoch, weight decay 5e-4.")
-
-
-def our_removal_protocol(study: RemovalStudy) -> str:
-    return (f"MNIST-1D, model {study.model}; deficit from epoch 0 removed at each epoch, then the same clean epochs; "
-            f"{study.schedule}; the no-deficit runs of the same seeds in the same sweep. Shorter than the paper "
-            "(a 4000-example set is fitted in ~40 epochs), so the removal epochs are scaled down.")
-
-
-def blur_claim(study: RemovalStudy) -> Claim:
-    blur = study.late.get("blur", float("nan"))
-    curve = study.curves.get("blur", {})
-    grows = bool(curve) and curve[max(curve)].mean > curve[min(curve)].mean
-    if missing(blur) or study.base is None:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = REPRODUCED if lasting(blur, study.base) and grows else PARTLY if blur > 0 else NOT
-    headers, rows = curve_table(study.runs, study.curves, study.base)
-    return Claim(
-        f"Blur early in training does lasting harm, growing with the removal epoch ({study.schedule})",
-        study.model,
-        ACHILLE_PROTOCOL + " The final error grows with t0 and saturates at up to ~3x the baseline (a replication: "
-        "10.6% -> 13.9% -> 16.8% -> 18.8% for t0 = 0, 35, 70, 105).",
-        our_removal_protocol(study),
-        f"reproduced if the error at the latest removal epoch exceeds the baseline by >= {MIN_EFFECT_PP} pp and by more "
-        "than the baseline's seed range, and exceeds the error at the earliest removal epoch; partly if it only exceeds "
-        "the baseline; inconclusive without the runs",
-        verdict,
-        f"blur removed at the latest epoch: {signed_pp(blur)} pp over the {study.base_text()}.",
-        {"late_effect": blur, "baseline_error": study.base.mean if study.base else None,
-         "curve": {kind: {e: s.mean for e, s in c.items()} for kind, c in study.curves.items()}},
-        rows, headers,
-    )
-
-
-def no_critical_period_claim(study: RemovalStudy, kind: str, paper_name: str) -> Claim:
-    """Flip / label permutation: no lasting harm, judged against the noise floor and against blur."""
-    effect, blur = study.late.get(kind, float("nan")), study.late.get("blur", float("nan"))
-    converged = study.converged(kind)
-    if missing(effect) or study.base is None or converged is None:
-        verdict = INCONCLUSIVE
-    elif not converged:
-        verdict = INCONCLUSIVE
-    elif not lasting(effect, study.base):
-        verdict = REPRODUCED
-    else:
-        verdict = PARTLY if not missing(blur) and effect < 0.5 * blur else NOT
-    return Claim(
-        f"A {paper_name} has no critical period ({study.schedule})",
-        study.model,
-        ACHILLE_PROTOCOL + f" With a {paper_name}, the final error returns to the baseline whatever t0.",
-        our_removal_protocol(study),
-        f"reproduced if the error at the latest removal epoch exceeds the baseline by less than {MIN_EFFECT_PP} pp or the "
-        "baseline's seed range, whichever is larger; partly if more, but less than half of blur's late effect in the same "
-        f"study; not reproduced otherwise; inconclusive if the latest-removal runs end more than {pp(UNCONVERGED_GAP)} pp "
-        "below the clean runs' final training accuracy (they never finished learning the real task)",
-        verdict,
-        f"{paper_name} removed at the latest epoch: {signed_pp(effect)} pp over the {study.base_text()} "
-        f"(blur: {signed_pp(blur)} pp); lowest final training accuracy of those runs "
-        f"{pp(min(final_train_acc(study.runs, kind, max(study.curves[kind])), default=float('nan')) if kind in study.curves else None)}%, "
-        f"clean runs {pp(float(np.mean(final_train_acc(study.runs, 'none'))) if final_train_acc(study.runs, 'none') else None)}%.",
-        {"late_effect": effect, "blur_late_effect": blur, "converged": converged},
-    )
-
-
-def noise_claim(study: RemovalStudy) -> Claim:
-    noise, blur = study.late.get("noise", float("nan")), study.late.get("blur", float("nan"))
-    converged = study.converged("noise")
-    lr_note = ""
-    curve = study.curves.get("noise")
-    if curve:
-        schedule = next(r for r in plotted_runs(study.runs) if r.deficit == "noise").config.get("schedule", {})
-        if schedule.get("lr_schedule") == "exponential" and not schedule.get("lr_restart"):
-            lr_note = (f" With the lr decaying x{schedule['lr_gamma']} per epoch, a network whose input was noise until "
-                       f"epoch {max(curve)} starts on the real input at {schedule['lr_gamma'] ** max(curve):.3f} of the initial lr.")
-    if missing(noise, blur) or converged is None or not converged:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = REPRODUCED if noise < blur else NOT
-    return Claim(
-        f"Noise is a milder deficit than blur ({study.schedule})",
-        study.model,
-        ACHILLE_PROTOCOL + " Replacing each image by white noise costs less final accuracy than blur: the network "
-        "starts learning the real input from scratch once the noise is removed.",
-        our_removal_protocol(study),
-        "reproduced if noise's late effect (error at the latest removal epoch minus the baseline) is smaller than blur's "
-        f"in the same study; inconclusive if the latest-removal noise runs end more than {pp(UNCONVERGED_GAP)} pp below "
-        "the clean runs' final training accuracy",
-        verdict,
-        f"late effect: noise {signed_pp(noise)} pp, blur {signed_pp(blur)} pp; the noise runs "
-        f"{'converged' if converged else 'did not converge' if converged is not None else '-'}.{lr_note}",
-        {"noise_late_effect": noise, "blur_late_effect": blur, "converged": converged},
-    )
-
-
-def critical_period_claims(kinds: RemovalStudy, controls: Sequence[RemovalStudy] = ()) -> list[Claim]:
-    """Blur, flip, label permutation and noise for one model under the decaying lr; blur, label
-    permutation and noise again under each lr control."""
-    claims = [blur_claim(kinds), no_critical_period_claim(kinds, "vertical_flip", "vertical flip"),
-              no_critical_period_claim(kinds, "label_permutation", "label permutation"), noise_claim(kinds)]
-    for control in controls:
-        claims += [blur_claim(control), no_critical_period_claim(control, "label_permutation", "label permutation"),
-                   noise_claim(control)]
-    return claims
-
-
-# -- Fisher trace and sensitivity (Achille Fig. 4) ----------------------------------------------------
+def unconverged(runs: Sequence[Run], kind: str, length: int) -> str | None:
+    """The validity condition: a ``kind`` run ending > UNCONVERGED_GAP below the matched clean runs'
+    mean final training accuracy, in words (``None``: all converged)."""
+    ok = [r for r in plotted_runs(runs) if r.seed is not None and r.seed < CONTROL_SEED_OFFSET and r.length == length]
+    clean = [a for r in ok if (r.deficit or "none") == "none" for a in [final_train_acc(r)] if a is not None]
+    runs_of_kind = [(r.seed, final_train_acc(r)) for r in ok if r.deficit == kind]
+    if not clean or not runs_of_kind:
+        return None
+    floor = float(np.mean(clean)) - UNCONVERGED_GAP
+    low = [(s, a) for s, a in runs_of_kind if a is None or a < floor]
+    if not low:
+        return None
+    return (f"{kind} runs of seed(s) {', '.join(str(s) for s, _ in low)} ended at "
+            f"{', '.join('-' if a is None else f'{100 * a:.1f}%' for _, a in low)} training accuracy, more than "
+            f"{100 * UNCONVERGED_GAP:.0f} pp below the clean runs' {100 * (floor + UNCONVERGED_GAP):.1f}%")
 
 
 def epoch_series(run: Run, key: str) -> dict[int, float]:
@@ -295,255 +179,385 @@ def epoch_series(run: Run, key: str) -> dict[int, float]:
             if r.get(key) is not None and "epoch" in r and "step" in r}
 
 
-def mean_series(runs: Sequence[Run], key: str) -> tuple[list[int], np.ndarray]:
-    """The epochs every run probed, and the mean over runs there."""
-    curves = [epoch_series(r, key) for r in runs]
-    epochs = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
-    return epochs, np.array([[c[e] for e in epochs] for c in curves]).mean(axis=0) if epochs else np.array([])
+def val_series(run: Run, key: str = names.VAL_ACC) -> dict[int, float]:
+    return {int(r["epoch"]): r[key] for r in run.metrics if r.get(key) is not None and "epoch" in r}
 
 
-def clean_probe_runs(runs: Sequence[Run], key: str) -> list[Run]:
-    return [r for r in plotted_runs(runs) if r.is_baseline and r.has(key)]
+def shuffled_in_time(series: Mapping[int, float], seed: int, random_state: int) -> dict[int, float]:
+    """The same values at a fixed random permutation of the epochs (the time-order control)."""
+    epochs = sorted(series)
+    order = np.random.default_rng([random_state, seed]).permutation(len(epochs))
+    return {e: series[epochs[i]] for e, i in zip(epochs, order)}
 
 
-def fisher_rise_claim(runs: Sequence[Run], model: str) -> Claim:
-    clean = clean_probe_runs(runs, names.FISHER_TRACE)
-    epochs, trace = mean_series(clean, names.FISHER_TRACE)
-    rule = ("reproduced if the mean exact Fisher trace of the clean runs peaks after the initial weights and before the "
-            "last epoch, ends below half its peak, and the validation accuracy at the end is above its value at the peak; "
-            "partly if it only peaks after the initial weights")
-    paper = ("Achille et al. 2019, Fig. 4-5: the trace of the Fisher information of clean training rises fast in the first "
-             "epochs, then falls while accuracy still improves.")
-    protocol = f"MNIST-1D, model {model}; the exact Fisher trace (expectation over all classes) on 512 clean training examples, every epoch."
-    if len(epochs) < 3:
-        return Claim("Without a deficit, the Fisher trace rises early, then falls while accuracy still improves", model,
-                     paper, protocol, rule, INCONCLUSIVE, "no clean run with the Fisher probe.")
-    peak_i = int(np.argmax(trace))
-    peak_epoch, final = epochs[peak_i], float(trace[-1])
-    rises_falls = 0 < peak_i < len(trace) - 1 and final < 0.5 * trace[peak_i]
-    val = {int(r["epoch"]): r[names.VAL_ACC] for r in clean[0].metrics if r.get(names.VAL_ACC) is not None}
-    at_peak = val.get(max(peak_epoch, 0), float("nan"))
-    still_learning = bool(val) and val[max(val)] > at_peak
-    return Claim(
-        "Without a deficit, the Fisher trace rises early, then falls while accuracy still improves", model, paper, protocol,
-        rule, REPRODUCED if rises_falls and still_learning else PARTLY if peak_i > 0 else NOT,
-        f"trace at the initial weights {trace[0]:.3g}, peak {trace[peak_i]:.3g} after epoch {peak_epoch}, final {final:.3g} "
-        f"({final / trace[peak_i]:.0%} of the peak), mean of {len(clean)} runs; validation accuracy {pp(at_peak)}% at the "
-        f"peak, {pp(val[max(val)])}% at the end (seed {clean[0].seed}).",
-        {"initial": trace[0], "peak": trace[peak_i], "peak_epoch": peak_epoch, "final": final, "runs": len(clean)},
-    )
+def clean_probe_runs(runs: Sequence[Run], key: str, onset: int = 0) -> dict[int, Run]:
+    """``{seed: run}`` of the completed no-deficit runs at ``onset`` that logged ``key``."""
+    return {r.seed: r for r in plotted_runs(runs) if (r.deficit or "none") == "none" and (r.onset or 0) == onset and r.has(key)}
 
 
-def paired_sensitivity(runs: Sequence[Run], kind: str = "blur") -> tuple[dict[int, list[float]], list[float], int | None]:
-    """Per onset, each seed's final error with the window minus that of its matched clean run (same
-    seed, onset and length); the clean runs' errors at the earliest onset; the window length."""
-    clean = {(r.seed, r.onset): r.test_error for r in plotted_runs(runs) if r.deficit in ("none", None)}
-    damage: dict[int, list[float]] = defaultdict(list)
-    length = None
-    for r in plotted_runs(runs):
-        if r.deficit == kind and (r.length or 0) > 0 and (r.seed, r.onset) in clean:
-            damage[r.onset].append(r.test_error - clean[(r.seed, r.onset)])
-            length = r.length
-    first = min(damage) if damage else None
-    base = [e for (seed, onset), e in clean.items() if onset == first]
-    return dict(sorted(damage.items())), base, length
+# -- judging -----------------------------------------------------------------------------------------------
 
 
-def sensitivity_claim(runs: Sequence[Run], model: str) -> Claim:
-    damage, base, length = paired_sensitivity(runs)
-    rule = (f"valid only if the mean damage at the earliest onset is >= {WINDOW_DAMAGE_SPREADS:g}x the seed spread (the "
-            "standard deviation over seeds of the matched clean runs' final error), else inconclusive; reproduced if the "
-            "largest mean sensitivity is at one of the two earliest onsets and the sensitivity at the latest onset is "
-            "below half of it; partly if only the first holds")
-    paper = ("Achille et al. 2019, Fig. 4: a 40-epoch blur window at each onset, the same clean training after every "
-             "window; sensitivity (the drop in final test accuracy) is highest for early onsets, where the Fisher "
-             "information is high, and falls to ~0 later.")
-    protocol = (f"MNIST-1D, model {model}; a {length}-epoch blur window at each onset, then the same clean epochs; "
-                "sensitivity = final test error minus that of the same seed's clean run of the same length (paired).")
-    title = "Sensitivity to a deficit window is highest early and vanishes later"
-    if len(damage) < 2 or len(base) < 2:
-        return Claim(title, model, paper, protocol, rule, INCONCLUSIVE, "fewer than two onsets or seeds with matched clean runs.")
-    onsets = list(damage)
-    mean = np.array([np.mean(damage[o]) for o in onsets])
-    spread = float(np.std(base))
-    valid = mean[0] >= WINDOW_DAMAGE_SPREADS * spread
-    peak_i = int(np.argmax(mean))
-    early, vanishes = peak_i <= 1, mean[-1] < 0.5 * mean[peak_i]
-    verdict = INCONCLUSIVE if not valid else REPRODUCED if early and vanishes else PARTLY if early else NOT
-    epochs, trace = mean_series(clean_probe_runs(runs, names.FISHER_TRACE), names.FISHER_TRACE)
-    inside = [float(np.mean([t for e, t in zip(epochs, trace) if o <= e < o + length])) if epochs else float("nan")
-              for o in onsets]
-    r = float(np.corrcoef(mean, inside)[0, 1]) if len(onsets) > 2 and all(np.isfinite(inside)) else float("nan")
-    return Claim(
-        title, model, paper, protocol, rule, verdict,
-        f"damage at onset {onsets[0]}: {signed_pp(mean[0])} pp, {mean[0] / spread if spread else float('inf'):.1f}x the seed "
-        f"spread {pp(spread)} pp ({len(base)} seeds); largest at onset {onsets[peak_i]}, {signed_pp(mean[-1])} pp at onset "
-        f"{onsets[-1]}. Pearson correlation with the mean Fisher trace inside the window (reported, not judged): {r:.2f}.",
-        {"window_length": length, "seed_spread": spread, "sensitivity": dict(zip(onsets, mean)),
-         "fisher_in_window": dict(zip(onsets, inside)), "correlation_with_fisher": r},
-        [[str(o), signed_pp(m), str(len(damage[o])), f"{t:.3g}"] for o, m, t in zip(onsets, mean, inside)],
-        ["onset", f"sensitivity (pp, {length}-epoch blur)", "seeds", "mean Fisher trace in the window"],
-    )
+@dataclass
+class Judge:
+    """The rules and the bootstrap settings every claim is judged with."""
+
+    rules: Rules
+
+    def __call__(self, rule_id: str, effects: Effects | Mapping[str, Effects], invalid: str | None = None) -> Judgement:
+        return judge(self.rules[rule_id], effects, random_state=self.rules.random_state,
+                     n_resamples=self.rules.n_resamples, invalid=invalid)
+
+    def claim(self, rule_id: str, model: str, schedule: str, condition: Effects | Mapping[str, Effects],
+              control: Effects | Mapping[str, Effects] | None, measured: str, invalid: str | None = None, **extra: Any) -> Claim:
+        rule = self.rules[rule_id]
+        judgement = self(rule_id, condition, invalid)
+        if control is None and rule.kind == "judged":  # no runs to build it from: reported as inconclusive
+            control = {p.name: per_seed({}, "no runs for the control") for p in rule.parts}
+        control_judgement = self(rule_id, control) if rule.kind == "judged" else None
+        text = f"{measured} Claim: {interval_text(judgement)}."
+        if control_judgement is not None:
+            text += f" Control ({rule.control.name}): {interval_text(control_judgement)}."
+        return Claim(rule, model, schedule, judgement, control_judgement, text, **extra)
 
 
-# -- break-even (Jastrzebski et al. 2020) -----------------------------------------------------------------
-
-# column stem, printed name, direction of the peak as SGD's noise grows (lr up or batch down)
-PEAKS = (("lambda_h1", "lambda_H^1", -1), ("lambda_k1", "lambda_K^1", -1), ("trace_k", "tr K", -1),
-         ("cond_k", "lambda_K^*/lambda_K^1", +1), ("trace_k_ratio", "tr K/lambda_K^1", +1))
+# -- Achille et al.: removal curves ------------------------------------------------------------------------
 
 
-def break_even_record(study: str, result: RunPeaks) -> dict[str, Any]:
+def removal_lengths(runs: Sequence[Run], kind: str) -> list[int]:
+    return sorted({r.length for r in plotted_runs(runs) if r.deficit == kind and r.length})
+
+
+def harm(runs: Sequence[Run], kind: str, length: int, clean_kind: str = "none") -> tuple[Effects, Effects]:
+    """Per seed, ``kind`` removed at ``length`` minus the matched no-deficit run (same length and seed);
+    and the same with the fresh-seed no-deficit runs in ``kind``'s place (the control)."""
+    clean = errors_pp(runs, clean_kind, length=length)
+    condition = paired_effects(judged_seeds(errors_pp(runs, kind, length=length)), judged_seeds(clean))
+    control = paired_effects(shifted(clean), judged_seeds(clean))
+    return condition, control
+
+
+def difference(a: Effects, b: Effects) -> Effects:
+    """Per seed, a's effect minus b's (the seeds both have)."""
+    return paired_effects(dict(zip(a.seeds, a.values)), dict(zip(b.seeds, b.values)))
+
+
+def removal_table(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
+    """Mean final test error (pp) and seeds per kind and removal epoch; the matched clean runs too."""
+    kinds = sorted({r.deficit or "none" for r in plotted_runs(runs)})
+    lengths = sorted({r.length for r in plotted_runs(runs) if r.length is not None})
+    rows = []
+    for kind in kinds:
+        cells = []
+        for length in lengths:
+            errors = judged_seeds(errors_pp(runs, kind, length=length))
+            cells.append(f"{np.mean(list(errors.values())):.1f} ({len(errors)})" if errors else "-")
+        rows.append([kind, *cells])
+    return ["deficit", *(f"removed at {n}: test error % (seeds)" for n in lengths)], rows
+
+
+def removal_claims(judge_: Judge, runs: Sequence[Run], model: str, schedule: str, figure: str | None) -> list[Claim]:
+    """Blur, flip (decaying lr only), label permutation and noise for one removal study."""
+    blur_lengths = removal_lengths(runs, "blur")
+    claims = []
+    headers, table = removal_table(runs)
+    if blur_lengths:
+        late, early = max(blur_lengths), min(blur_lengths)
+        lasting, lasting_control = harm(runs, "blur", late)
+        early_harm, early_control = harm(runs, "blur", early)
+        parts = {"lasting harm": lasting, "grows with the removal epoch": difference(lasting, early_harm)}
+        control = {"lasting harm": lasting_control,
+                   "grows with the removal epoch": difference(lasting_control, early_control)}
+        measured = f"Blur removed at epochs {', '.join(map(str, blur_lengths))}, matched no-deficit runs of each length."
+    else:
+        late = None
+        parts = {"lasting harm": per_seed({}), "grows with the removal epoch": per_seed({})}
+        control, measured = None, "No blur runs in this study."
+    claims.append(judge_.claim("achille-blur-lasting", model, schedule, parts, control, measured,
+                               figure=figure, table=table, headers=headers))
+    for kind, rule_id in (("vertical_flip", "achille-flip-no-critical-period"),
+                          ("label_permutation", "achille-permutation-no-critical-period")):
+        if schedule not in judge_.rules[rule_id].schedules:
+            continue
+        lengths = removal_lengths(runs, kind)
+        if not lengths:
+            claims.append(judge_.claim(rule_id, model, schedule, per_seed({}), None, f"No {kind} runs in this study.", figure=figure))
+            continue
+        effect, _ = harm(runs, kind, max(lengths))
+        blur_in_place, _ = harm(runs, "blur", max(lengths))
+        invalid = unconverged(runs, kind, max(lengths)) if judge_.rules[rule_id].validity else None
+        claims.append(judge_.claim(rule_id, model, schedule, effect, blur_in_place,
+                                   f"{kind} removed at epoch {max(lengths)} against the matched no-deficit runs.",
+                                   invalid=invalid, figure=figure))
+    noise_lengths = removal_lengths(runs, "noise")
+    if noise_lengths and late in noise_lengths:
+        noise = judged_seeds(errors_pp(runs, "noise", length=late))
+        blur = judged_seeds(errors_pp(runs, "blur", length=late))
+        clean = errors_pp(runs, "none", length=late)
+        claims.append(judge_.claim(
+            "achille-noise-milder-than-blur", model, schedule, paired_effects(noise, blur),
+            paired_effects(shifted(clean), judged_seeds(clean)),
+            f"noise and blur removed at epoch {late}, same seeds.", invalid=unconverged(runs, "noise", late), figure=figure))
+    else:
+        claims.append(judge_.claim("achille-noise-milder-than-blur", model, schedule, per_seed({}), None,
+                                   "No noise runs removed at blur's latest epoch in this study.", figure=figure))
+    return claims
+
+
+# -- Achille et al.: sensitivity window, Fisher, depth --------------------------------------------------------
+
+
+def window_harm(runs: Sequence[Run], onset: int, kind: str = "blur") -> tuple[Effects, Effects]:
+    clean = errors_pp(runs, "none", onset=onset)
+    condition = paired_effects(judged_seeds(errors_pp(runs, kind, onset=onset)), judged_seeds(clean))
+    control = paired_effects(shifted(clean), judged_seeds(clean))
+    return condition, control
+
+
+def sensitivity_claim(judge_: Judge, runs: Sequence[Run], model: str, schedule: str, figure: str | None) -> Claim:
+    onsets = sorted({r.onset for r in plotted_runs(runs) if r.deficit == "blur" and r.onset is not None})
+    if len(onsets) < 2:
+        empty = per_seed({})
+        return judge_.claim("achille-sensitivity-window", model, schedule,
+                            {"early windows do harm": empty, "late windows do less": empty}, None,
+                            "Fewer than two window onsets in this study.", figure=figure)
+    first, last = onsets[0], onsets[-1]
+    early, early_control = window_harm(runs, first)
+    late, late_control = window_harm(runs, last)
+    table = []
+    for onset in onsets:
+        effect, _ = window_harm(runs, onset)
+        j = judge_("achille-sensitivity-window", {"early windows do harm": effect, "late windows do less": effect})
+        head = j.parts[0]
+        table.append([str(onset), fmt(head.effect), f"[{fmt(head.ci95[0])}, {fmt(head.ci95[1])}]" if head.ci95 else "-", str(head.n)])
+    length = next((r.length for r in plotted_runs(runs) if r.deficit == "blur"), None)
+    return judge_.claim(
+        "achille-sensitivity-window", model, schedule,
+        {"early windows do harm": early, "late windows do less": difference(early, late)},
+        {"early windows do harm": early_control, "late windows do less": difference(early_control, late_control)},
+        f"A {length}-epoch blur window at onsets {', '.join(map(str, onsets))}; each against the same seed's no-deficit run "
+        "of the same onset and length.", figure=figure, table=table,
+        headers=["onset", "sensitivity (pp, paired)", "95% interval", "seeds"])
+
+
+def window_means(series: Mapping[int, float], epochs_trained: int) -> tuple[float, float, float]:
+    """(value at the initial weights, mean over epochs 0..E/4-1, mean over the last E/4 epochs)."""
+    quarter = max(1, epochs_trained // 4)
+    early = [v for e, v in series.items() if 0 <= e < quarter]
+    late = [v for e, v in series.items() if e >= epochs_trained - quarter]
+    init = series.get(-1, float("nan"))
+    return init, float(np.mean(early)) if early else float("nan"), float(np.mean(late)) if late else float("nan")
+
+
+def fisher_parts(traces: Mapping[int, Mapping[int, float]], val: Mapping[int, Mapping[int, float]]) -> dict[str, Effects]:
+    rise, fall, acc = {}, {}, {}
+    for seed, trace in traces.items():
+        epochs = max(trace) + 1
+        init, early, late = window_means(trace, epochs)
+        rise[seed] = np.log(early / init) if init > 0 and early > 0 else None
+        fall[seed] = np.log(early / late) if early > 0 and late > 0 else None
+        _, acc_early, acc_late = window_means(val[seed], epochs)
+        acc[seed] = 100 * (acc_late - acc_early)
+    return {"rises": per_seed(rise), "falls": per_seed(fall), "accuracy still improves": per_seed(acc)}
+
+
+def fisher_claim(judge_: Judge, runs: Sequence[Run], model: str, figure: str | None) -> Claim:
+    clean = {s: r for s, r in clean_probe_runs(runs, names.FISHER_TRACE).items() if s < CONTROL_SEED_OFFSET}
+    traces = {s: epoch_series(r, names.FISHER_TRACE) for s, r in clean.items()}
+    vals = {s: val_series(r) for s, r in clean.items()}
+    traces = {s: t for s, t in traces.items() if -1 in t and len(t) > 4 and vals[s]}
+    state = judge_.rules.random_state
+    shuffled_traces = {s: shuffled_in_time(t, s, state) for s, t in traces.items()}
+    shuffled_vals = {s: shuffled_in_time(vals[s], s, state) for s in traces}
+    condition = fisher_parts(traces, vals)
+    peaks = {s: max(t, key=t.get) for s, t in traces.items()}
+    return judge_.claim(
+        "achille-fisher-rise-fall", model, "decaying", condition,
+        fisher_parts(shuffled_traces, shuffled_vals) if traces else None,
+        f"Exact Fisher trace of {len(traces)} clean runs; peak epochs per seed: "
+        + (", ".join(f"seed {s}: {e}" for s, e in sorted(peaks.items())) or "-") + ".",
+        figure=figure, numbers={"peak_epoch": peaks})
+
+
+def depth_of(run: Run) -> int | None:
+    widths = (run.config.get("model") or {}).get("widths")
+    return len(widths) if isinstance(widths, (list, tuple)) else None
+
+
+def depth_claim(judge_: Judge, runs: Sequence[Run], figure: str | None) -> Claim:
+    depths = sorted({d for r in plotted_runs(runs) if (d := depth_of(r)) is not None})
+    if len(depths) < 2:
+        return judge_.claim("achille-depth", "mlp", "decaying", per_seed({}), None, "Fewer than two depths in this study.")
+    by_depth = {d: [r for r in runs if depth_of(r) == d] for d in (depths[0], depths[-1])}
+    length = max((r.length or 0) for r in plotted_runs(runs))
+    (deep, deep_control), (shallow, shallow_control) = (harm(by_depth[depths[-1]], "blur", length),
+                                                        harm(by_depth[depths[0]], "blur", length))
+    table = [[str(d), fmt(float(np.mean(e.values)) if e.n else None), str(e.n)]
+             for d, e in ((depths[0], shallow), (depths[-1], deep))]
+    return judge_.claim("achille-depth", "mlp", "decaying", difference(deep, shallow), difference(deep_control, shallow_control),
+                        f"Blur removed at epoch {length}; MLPs with {depths[0]} and {depths[-1]} hidden layers.",
+                        figure=figure, table=table, headers=["hidden layers", "lasting harm (pp, paired)", "seeds"])
+
+
+# -- Fort et al.: stiffness; Xu et al.: frequency principle ----------------------------------------------
+
+
+def overfitting_drop(stiffness: Mapping[int, float], val_loss: Mapping[int, float]) -> float | None:
+    """(mean within-class stiffness over the last WINDOW probes - its mean over the WINDOW probes up to
+    the validation-loss minimum t*) / |the latter|; ``None`` if t* is within the last WINDOW epochs."""
+    if not stiffness or not val_loss:
+        return None
+    t_star = min(val_loss, key=val_loss.get)
+    last_epoch = max(val_loss)
+    if t_star > last_epoch - WINDOW:
+        return None
+    probes = sorted(e for e in stiffness if e >= 0)
+    before = [stiffness[e] for e in probes if t_star - WINDOW < e <= t_star]
+    after = [stiffness[e] for e in probes[-WINDOW:]]
+    if not before or not after or np.mean(before) == 0:
+        return None
+    return float((np.mean(after) - np.mean(before)) / abs(np.mean(before)))
+
+
+def stiffness_overfitting_claim(judge_: Judge, runs: Sequence[Run], model: str, figure: str | None) -> Claim:
+    clean = {s: r for s, r in clean_probe_runs(runs, names.STIFFNESS_COS_SAME).items() if s < CONTROL_SEED_OFFSET}
+    state = judge_.rules.random_state
+    condition, control, t_stars = {}, {}, {}
+    for seed, run in clean.items():
+        series, loss = epoch_series(run, names.STIFFNESS_COS_SAME), val_series(run, names.VAL_LOSS)
+        condition[seed] = overfitting_drop(series, loss)
+        control[seed] = overfitting_drop(shuffled_in_time(series, seed, state), loss)
+        t_stars[seed] = min(loss, key=loss.get) if loss else None
+    never = [s for s, v in condition.items() if v is None]
+    note = f"seeds {never} never overfit before their last {WINDOW} epochs" if never else ""
+    return judge_.claim("fort-stiffness-overfitting", model, "decaying", per_seed(condition, note), per_seed(control),
+                        f"Clean runs; epoch of the lowest validation loss per seed: {t_stars}.", figure=figure,
+                        numbers={"t_star": t_stars})
+
+
+def mean_probe(run: Run, key: str) -> float | None:
+    values = [v for e, v in epoch_series(run, key).items() if e >= 0]
+    return float(np.mean(values)) if values else None
+
+
+def stiffness_lr_claim(judge_: Judge, runs: Sequence[Run], figure: str | None) -> Claim:
+    lrs = sorted({r.lr for r in plotted_runs(runs) if r.lr is not None and r.has(names.STIFFNESS_COS_DIFF)})
+    if len(lrs) < 2:
+        return judge_.claim("fort-stiffness-learning-rate", "mlp", "constant", per_seed({}), None, "Fewer than two learning rates.")
+    small, large = lrs[0], lrs[-1]
+    stiff = {lr: {r.seed: mean_probe(r, names.STIFFNESS_COS_DIFF) for r in plotted_runs(runs) if r.lr == lr} for lr in (small, large)}
+    return judge_.claim(
+        "fort-stiffness-learning-rate", "mlp", "constant",
+        paired_effects(judged_seeds(stiff[large]), judged_seeds(stiff[small])),
+        paired_effects(shifted(stiff[small]), judged_seeds(stiff[small])),
+        f"Mean between-class cos stiffness over training at lr {large:g} vs {small:g}.", figure=figure)
+
+
+def half_time(series: dict[int, float], never: int) -> int:
+    """The first epoch at which a falling quantity is at most half its first value (``never`` if not).
+
+    >>> half_time({-1: 1.0, 0: 0.8, 1: 0.5, 2: 0.2}, never=99)
+    1
+    """
+    first = series[min(series)]
+    return next((e for e, v in sorted(series.items()) if v <= 0.5 * first), never)
+
+
+def frequency_claim(judge_: Judge, runs: Sequence[Run], model: str, figure: str | None) -> Claim:
+    clean = clean_probe_runs(runs, names.FREQUENCY_ERROR_LOW)
+    low, high = {}, {}
+    for seed, run in clean.items():
+        never = (run.epochs_trained or max(epoch_series(run, names.FREQUENCY_ERROR_LOW)) + 1) + 1
+        low[seed] = half_time(epoch_series(run, names.FREQUENCY_ERROR_LOW), never)
+        if run.has(names.FREQUENCY_ERROR_HIGH):
+            high[seed] = half_time(epoch_series(run, names.FREQUENCY_ERROR_HIGH), never)
+    return judge_.claim("xu-frequency-principle", model, "decaying",
+                        paired_effects(judged_seeds(high), judged_seeds(low)),
+                        paired_effects(shifted(low), judged_seeds(low)),
+                        "Half-times (low, high) per seed: " + ", ".join(
+                            f"{s}: ({low[s]}, {high.get(s, '-')})" for s in sorted(judged_seeds(low))) + ".",
+                        figure=figure, numbers={"half_times": {s: [low[s], high.get(s)] for s in judged_seeds(low)}})
+
+
+# -- Jastrzebski et al.: break-even ---------------------------------------------------------------------------
+
+
+def break_even_record(study: str, result: be.RunPeaks) -> dict[str, Any]:
     """One row of ``reproduction.json``'s ``break_even_runs``."""
     run = result.run
     return jsonable({
         "study": study, "lr": run.lr, "batch_size": run.batch_size, "seed": run.seed,
         "max_lambda_h1": result.peaks_all.get("lambda_h1"), "two_over_lr": result.two_over_lr,
         "passed_break_even": result.passed_break_even, "break_even_epoch": result.break_even_epoch,
-        "threshold_epoch": result.cutoff_epoch, "compared": result.comparable,
+        "threshold_epoch": result.cutoff_epoch, "compared": result.passed_break_even,
         "peaks_to_threshold": result.peaks, "peaks_whole_run": result.peaks_all,
     })
 
 
-def agreement(groups: dict[Any, list[RunPeaks]], order: Sequence[Any], attribute: str) -> tuple[list[list[str]], int, int]:
-    """Per metric, the setting means of ``attribute`` (``peaks`` or ``peaks_all``) in noise order, and
-    whether they move monotonically as predicted; returns the rows, metrics that agree, metrics logged."""
-    rows, agree, logged = [], 0, 0
-    for stem, name, direction in PEAKS:
-        values = []
-        for setting in order:
-            vals = [getattr(g, attribute).get(stem) for g in groups[setting]]
-            values.append(float(np.mean(vals)) if vals and None not in vals else None)
-        if None in values:
-            rows.append([name, *("-" for _ in values), "not logged"])
-            continue
-        logged += 1
-        ok = all(direction * (b - a) > 0 for a, b in zip(values, values[1:]))
-        agree += ok
-        rows.append([name, *(f"{v:.3g}" for v in values), "yes" if ok else "no"])
-    return rows, agree, logged
+def break_even_statistics(result: be.RunPeaks) -> dict[str, float | None]:
+    """The paper's statistics of one run past break-even (``None`` where not logged)."""
+    rows, epoch = result.run.metrics, result.break_even_epoch
+    after = [r[names.COND_K] for r in rows if r.get(names.COND_K) is not None and "step" in r and r.get("epoch", 0) >= epoch]
+    return {
+        "max lambda_H^1 over the whole run": be.peak(rows, names.LAMBDA_H1),
+        "max lambda_K^1 up to break-even": be.peak(rows, names.LAMBDA_K1, until_epoch=epoch),
+        "max lambda_K^1 over the whole run": be.peak(rows, names.LAMBDA_K1),
+        "conditioning of K after break-even": float(np.mean(after)) if after else None,
+    }
 
 
-def break_even_claim(runs: Sequence[Run], setting: str, threshold: float, study: str) -> tuple[list[Claim], list[dict]]:
-    """Jastrzebski et al. conjectures 1 (``setting="lr"``) or 2 (``"batch_size"``), on the runs that
-    pass break-even before their threshold epoch; every run's numbers for ``break_even_runs``."""
-    results = compare(break_even_runs(runs), threshold)
+def log_slope(points: Sequence[tuple[float, float | None]]) -> float | None:
+    """The least-squares slope of log(y) against log(x) over the points with y > 0; ``None`` below 3."""
+    ok = [(x, y) for x, y in points if y is not None and y > 0 and x > 0]
+    if len(ok) < 3:
+        return None
+    x, y = np.log([p[0] for p in ok]), np.log([p[1] for p in ok])
+    return float(np.polyfit(x, y, 1)[0])
+
+
+def slopes(results: Sequence[be.RunPeaks], noise: Callable[[Run], float], part: str,
+           shuffle: bool, random_state: int) -> dict[int, float | None]:
+    by_seed: dict[int, list[be.RunPeaks]] = defaultdict(list)
+    for r in results:
+        by_seed[r.run.seed].append(r)
+    out = {}
+    for seed, group in by_seed.items():
+        x = [noise(r.run) for r in group]
+        if shuffle:
+            x = [x[i] for i in np.random.default_rng([random_state, seed]).permutation(len(x))]
+        out[seed] = log_slope([(xi, break_even_statistics(r)[part]) for xi, r in zip(x, group)])
+    return out
+
+
+def break_even_claim(judge_: Judge, runs: Sequence[Run], setting: str, study: str,
+                     figure: str | None) -> tuple[Claim, list[dict[str, Any]]]:
+    """Conjecture 1 (``setting="lr"``) or 2 (``"batch_size"``): per seed, log-log slopes over the
+    settings of the runs past break-even, against SGD's noise (lr, or 1 / batch size)."""
+    rule_id = "jastrzebski-break-even-lr" if setting == "lr" else "jastrzebski-break-even-batch"
+    results = be.compare(be.break_even_runs(runs), be.PAPER_TRAIN_ACC_THRESHOLD)
     records = [break_even_record(study, r) for r in results]
-    label = (lambda v: f"lr {v:g}") if setting == "lr" else (lambda v: f"batch {v}")
-    what = "a larger learning rate" if setting == "lr" else "a smaller batch"
-    title = f"Break-even: {what} gives smaller peak curvature and gradient covariance, a better-conditioned K"
-    rule = (f"decided on the maxima up to each run's threshold epoch (the first epoch with training accuracy >= "
-            f"{pp(threshold)}%), fixed in advance because the conjectures concern the early phase and a 4000-example "
-            "training set is then memorised, which can raise gradient statistics again late in the run; only runs "
-            f"whose lambda_H^1 reached {PASS_FRACTION:g} x 2/lr no later than their threshold epoch are compared (others are "
-            "listed and left out); per-setting means over seeds; reproduced if every logged peak moves monotonically "
-            "in the predicted direction across the settings, partly if at least half do, not reproduced otherwise; "
-            "inconclusive with fewer than two compared settings")
-    paper = ("Jastrzebski et al. 2020 (ICLR), conjectures 1-2, Fig. 2-4: SimpleCNN/ResNet on CIFAR-10, lrs and batch sizes "
-             "hand-picked so that every run passes break-even, ~200 epochs; maxima over the whole trajectory of lambda_H^1 "
-             "(Lanczos on ~5% of the data) and lambda_K^1, tr K (K from mini-batch gradients, B=128) fall, and "
-             "lambda_K^*/lambda_K^1 (the submitted version: the bound tr K/lambda_K^1) rises, as lr grows or batch shrinks. "
-             "A vertical line marks the first epoch above 60% training accuracy: a diagnostic, not a cut-off.")
-    protocol = ("MNIST-1D MLP, plain SGD (no momentum, no weight decay), constant lr; lambda_H^1 on 512 examples, K from "
-                "25 mini-batch gradients of B=128 whatever the training batch; probed every 2 epochs and at early steps. "
-                "The maxima are taken both over the whole run and up to the threshold epoch.")
-    compared = [r for r in results if r.comparable]
-    excluded = [r for r in results if not r.comparable]
-    why = "; ".join(
-        f"{label(getattr(r.run, setting))} seed {r.run.seed}: max lambda_H^1 {r.peaks_all.get('lambda_h1') or float('nan'):.3g} "
-        f"vs 2/lr {r.two_over_lr or float('nan'):.3g}, "
-        + ("never passed break-even" if not r.passed_break_even else
-           "never reached the threshold accuracy" if r.cutoff_epoch is None else
-           f"passed break-even in epoch {r.break_even_epoch}, after its threshold epoch {r.cutoff_epoch}")
-        for r in excluded)
-    groups: dict[Any, list[RunPeaks]] = defaultdict(list)
-    for r in compared:
-        groups[getattr(r.run, setting)].append(r)
-    order = sorted(groups, key=lambda v: v if setting == "lr" else -v)  # growing SGD noise
-    if len(order) < 2:
-        return [Claim(title, "mlp", paper, protocol, rule, INCONCLUSIVE,
-                      f"fewer than two settings with runs past break-even before their threshold epoch. Left out: {why or '-'}.",
-                      {"excluded": len(excluded)})], records
-    rows, agree, logged = agreement(groups, order, "peaks")
-    rows_all, agree_all, logged_all = agreement(groups, order, "peaks_all")
-    if logged == 0:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = REPRODUCED if agree == logged else PARTLY if 2 * agree >= logged else NOT
-    edge = "; ".join(
-        f"{label(s)}: 2/lr {groups[s][0].two_over_lr:.3g}, max lambda_H^1 "
-        f"{np.mean([g.peaks_all['lambda_h1'] for g in groups[s]]):.3g}, threshold epochs "
-        f"{','.join(str(g.cutoff_epoch) for g in groups[s])}, break-even epochs {','.join(str(g.break_even_epoch) for g in groups[s])}"
-        for s in order)
-    table = [[f"{row[0]} (to threshold)", *row[1:]] for row in rows] + [[f"{row[0]} (whole run)", *row[1:]] for row in rows_all]
-    return [Claim(
-        title, "mlp", paper, protocol, rule, verdict,
-        f"to the threshold epoch {agree} of {logged} logged peaks move as predicted (whole run, reported: {agree_all} of "
-        f"{logged_all}). {edge}." + (f" Left out: {why}." if excluded else " Every run passed break-even before its threshold epoch."),
-        {"agree_to_threshold": agree, "logged": logged, "agree_whole_run": agree_all, "settings": order,
-         "excluded_runs": len(excluded)},
-        table, ["peak", *(label(s) for s in order), "as predicted"],
-    )], records
+    passed = [r for r in results if r.passed_break_even and r.run.seed is not None]
+    noise = (lambda run: run.lr) if setting == "lr" else (lambda run: 1.0 / run.batch_size)
+    state = judge_.rules.random_state
+    parts = [p.name for p in judge_.rules[rule_id].parts]
+    condition = {p: per_seed(slopes(passed, noise, p, False, state)) for p in parts}
+    control = {p: per_seed(slopes(passed, noise, p, True, state)) for p in parts}
+    left_out = [r for r in results if not r.passed_break_even]
+    settings = sorted({getattr(r.run, setting) for r in passed})
+    table = []
+    for value in settings:
+        group = [break_even_statistics(r) for r in passed if getattr(r.run, setting) == value]
+        table.append([f"{value:g}", str(len(group)), *(fmt(float(np.mean([g[p] for g in group if g[p] is not None])))
+                                                      if any(g[p] is not None for g in group) else "-" for p in parts)])
+    measured = (f"{len(passed)} runs past break-even at {setting} {', '.join(f'{v:g}' for v in settings)}"
+                + ("; left out (never reached 0.5 x 2/lr): " + ", ".join(
+                    f"{setting} {getattr(r.run, setting):g} seed {r.run.seed}" for r in left_out) if left_out else "") + ".")
+    claim = judge_.claim(rule_id, "mlp", "constant", condition, control, measured, figure=figure, table=table,
+                         headers=[setting, "runs", *(f"mean {p}" for p in parts)])
+    return claim, records
 
 
-# -- stiffness, frequency principle, CKA ------------------------------------------------------------------
-
-
-def stiffness_claim(runs: Sequence[Run], model: str) -> Claim:
-    title = "Between-class stiffness falls towards 0 while within-class stiffness stays positive"
-    paper = ("Fort et al. 2019, stiffness: the cosine between loss gradients of examples of different classes falls to "
-             "~0 during training, while for examples of the same class it stays positive.")
-    protocol = f"MNIST-1D, model {model}; the clean runs of the sensitivity study, cos stiffness on the probe set every epoch."
-    rule = ("on the mean over the clean runs: between-class cos stiffness at the last probe below half its maximum over "
-            "training, and within-class cos stiffness positive at every probe and above the between-class value at the "
-            "end; reproduced if both, partly if one")
-    clean = [r for r in clean_probe_runs(runs, names.STIFFNESS_COS_DIFF) if r.has(names.STIFFNESS_COS_SAME)]
-    if not clean:
-        return Claim(title, model, paper, protocol, rule, INCONCLUSIVE, "no run logged the stiffness probe.")
-    _, diff = mean_series(clean, names.STIFFNESS_COS_DIFF)
-    _, same = mean_series(clean, names.STIFFNESS_COS_SAME)
-    falls = diff[-1] < 0.5 * diff.max()
-    positive = bool(np.all(same > 0)) and same[-1] > diff[-1]
-    return Claim(
-        title, model, paper, protocol, rule, REPRODUCED if falls and positive else PARTLY if falls or positive else NOT,
-        f"between-class: max {diff.max():.3g}, last {diff[-1]:.3g}; within-class: min {same.min():.3g}, last {same[-1]:.3g} "
-        f"(mean of {len(clean)} runs).",
-        {"diff_max": diff.max(), "diff_last": diff[-1], "same_min": same.min(), "same_last": same[-1], "runs": len(clean)},
-    )
-
-
-def half_time(series: dict[int, float]) -> int | None:
-    """The first epoch at which a falling quantity is at most half its first value (``None``: never).
-
-    >>> half_time({-1: 1.0, 0: 0.8, 1: 0.5, 2: 0.2})
-    1
-    """
-    first = series[min(series)]
-    return next((e for e, v in sorted(series.items()) if v <= 0.5 * first), None)
-
-
-def frequency_claim(runs: Sequence[Run], model: str) -> Claim:
-    title = "Low-frequency error falls before high-frequency error (frequency principle)"
-    paper = ("Xu et al. 2019, frequency principle: with a Gaussian filter in input space, the relative error of the "
-             "low-frequency part of the fit falls earlier in training than that of the high-frequency part.")
-    protocol = f"MNIST-1D, model {model}; the clean runs of the sensitivity study, filtering method on the probe set every epoch."
-    rule = ("per run, the epoch at which each relative error first drops to half its value at the initial weights (never: "
-            "later than any epoch); reproduced if the low-frequency error gets there strictly first in every run, partly "
-            "if in at least half of the runs, not reproduced otherwise")
-    clean = [r for r in clean_probe_runs(runs, names.FREQUENCY_ERROR_LOW) if r.has(names.FREQUENCY_ERROR_HIGH)]
-    if not clean:
-        return Claim(title, model, paper, protocol, rule, INCONCLUSIVE, "no run logged the frequency probe.")
-    times = [(half_time(epoch_series(r, names.FREQUENCY_ERROR_LOW)), half_time(epoch_series(r, names.FREQUENCY_ERROR_HIGH)))
-             for r in clean]
-    inf = float("inf")
-    first = [(low if low is not None else inf) < (high if high is not None else inf) for low, high in times]
-    verdict = REPRODUCED if all(first) else PARTLY if 2 * sum(first) >= len(first) else NOT
-    return Claim(
-        title, model, paper, protocol, rule, verdict,
-        "half-times (low, high) per run: " + ", ".join(f"seed {r.seed}: {lo}, {hi}" for r, (lo, hi) in zip(clean, times))
-        + f"; low first in {sum(first)} of {len(first)}.",
-        {"half_times": [[lo, hi] for lo, hi in times], "low_first": sum(first), "runs": len(first)},
-    )
+# -- exploratory: CKA deficit vs clean ---------------------------------------------------------------------
 
 
 def representation_epochs(run: Run) -> list[int]:
@@ -561,55 +575,43 @@ def float64(array: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(array), dtype=torch.float64)
 
 
-def default_cka_tools() -> tuple[Callable, Callable] | None:
-    """The representation loader and linear CKA, if this checkout has them."""
-    try:
-        from critical_periods.probes.cka import linear_cka
-        from critical_periods.probes.representation_probes import load_representations
-    except ImportError:
-        return None
+def default_cka_tools() -> tuple[Callable, Callable]:
+    """The project's representation loader and linear CKA."""
+    from critical_periods.probes.cka import linear_cka
+    from critical_periods.probes.representations import load_representations
+
     return load_representations, linear_cka
 
 
-def cka_claim(runs: Sequence[Run], tools: tuple[Callable, Callable] | None = None) -> Claim:
-    """Exploratory: after removal, is the earliest layer of the blur network further (lower CKA) from
-    the same seed's clean network at the same epoch than that of the flip network?"""
-    title = "After removal, blur leaves the earliest layer further from the clean network's than a flip does (exploratory)"
-    paper = ("Not a claim of the papers: a Kornblith-style reading of Achille et al. (the blur network's early layers "
-             "fail to reorganise). Linear CKA, Kornblith et al. 2019.")
-    protocol = ("MNIST-1D MLP; blur, vertical flip and no deficit, removed at epoch 40, then 40 clean epochs, same seeds; the "
-                "earliest layer's representation of the probe set at the last epoch saved by all three runs of a seed; "
-                "debiased linear CKA, deficit run vs clean run.")
-    rule = ("reproduced if CKA(blur, clean) < CKA(flip, clean) for every seed, partly if only for the mean over seeds, "
-            "not reproduced otherwise; inconclusive without saved representations")
-    tools = tools or default_cka_tools()
+def cka_values(runs: Sequence[Run], tools: tuple[Callable, Callable] | None = None) -> list[tuple[int, int, str, float, float]]:
+    """Per seed: (seed, epoch, earliest layer, CKA(blur, clean), CKA(flip, clean)) at the last epoch
+    all three runs of the seed saved."""
+    load, cka = tools or default_cka_tools()
     by_seed: dict[int, dict[str, Run]] = defaultdict(dict)
     for r in plotted_runs(runs):
         by_seed[r.seed][r.deficit or "none"] = r
-    pairs = []
-    if tools is not None:
-        load, cka = tools
-        for seed, group in sorted(by_seed.items()):
-            if not {"blur", "vertical_flip", "none"} <= set(group):
-                continue
-            common = set.intersection(*(set(representation_epochs(group[k])) for k in ("blur", "vertical_flip", "none")))
-            if not common:
-                continue
-            epoch = max(common)
-            reps = {k: load(group[k].path, epoch) for k in ("blur", "vertical_flip", "none")}
-            layer = next(iter(reps["none"]))  # the loader lists layers in the order the network defines them
-            values = [float(cka(float64(reps[k][layer]), float64(reps["none"][layer]), debiased=True))
-                      for k in ("blur", "vertical_flip")]
-            pairs.append((seed, epoch, layer, *values))
-    if not pairs:
-        return Claim(title, "mlp", paper, protocol, rule, INCONCLUSIVE,
-                     "no saved representations (the representation probe or CKA is not in this checkout, or the study was skipped).")
-    blur, flip = np.array([p[3] for p in pairs]), np.array([p[4] for p in pairs])
-    verdict = REPRODUCED if np.all(blur < flip) else PARTLY if blur.mean() < flip.mean() else NOT
-    return Claim(
-        title, "mlp", paper, protocol, rule, verdict,
-        f"layer {pairs[0][2]}, CKA to the clean network: blur {blur.mean():.3f}, flip {flip.mean():.3f} (means of {len(pairs)} seeds).",
-        {"blur": blur.tolist(), "vertical_flip": flip.tolist(), "seeds": [p[0] for p in pairs], "epochs": [p[1] for p in pairs]},
-        [[str(p[0]), str(p[1]), p[2], f"{p[3]:.3f}", f"{p[4]:.3f}"] for p in pairs],
-        ["seed", "epoch", "layer", "CKA blur vs clean", "CKA flip vs clean"],
-    )
+    out = []
+    for seed, group in sorted(by_seed.items()):
+        if not {"blur", "vertical_flip", "none"} <= set(group):
+            continue
+        common = set.intersection(*(set(representation_epochs(group[k])) for k in ("blur", "vertical_flip", "none")))
+        if not common:
+            continue
+        epoch = max(common)
+        reps = {k: load(group[k].path, epoch) for k in ("blur", "vertical_flip", "none")}
+        layer = next(iter(reps["none"]))  # the loader lists layers in the order the network defines them
+        blur, flip = (float(cka(float64(reps[k][layer]), float64(reps["none"][layer]), debiased=True))
+                      for k in ("blur", "vertical_flip"))
+        out.append((seed, epoch, layer, blur, flip))
+    return out
+
+
+def cka_claim(judge_: Judge, runs: Sequence[Run], figure: str | None,
+              tools: tuple[Callable, Callable] | None = None) -> Claim:
+    values = cka_values(runs, tools)
+    effects = paired_effects({v[0]: v[4] for v in values}, {v[0]: v[3] for v in values})
+    return judge_.claim("cka-deficit-vs-clean", "mlp", "decaying", effects, None,
+                        f"Layer {values[0][2] if values else '-'}; CKA to the clean network per seed (blur, flip): "
+                        + (", ".join(f"{v[0]}: ({v[3]:.3f}, {v[4]:.3f})" for v in values) or "none saved") + ".",
+                        figure=figure, table=[[str(v[0]), str(v[1]), v[2], f"{v[3]:.3f}", f"{v[4]:.3f}"] for v in values],
+                        headers=["seed", "epoch", "layer", "CKA blur vs clean", "CKA flip vs clean"])

@@ -4,8 +4,10 @@ Every study uses the project's own sweeps (``sweeps/*.yaml``) with a grid given 
 line; ``quick`` is a cut-down grid (minutes in all) for the slow-marked test. ``protocol`` is what
 the report and ``reproduction.json`` print about the full grid (fixed here, before any verdict).
 
-The grid sizes come from pilots and the budget (the whole command in under 45 minutes on 2 CPU cores,
-two studies at a time). Pilots (seed 0 unless stated; MNIST-1D MLP, plain SGD at a constant lr):
+Every judged condition has 5 seeds (0-4) and, where a rule's control needs them, 5 fresh-seed
+no-deficit runs (100-104). The grids follow docs/rules.yaml; their cost is printed by
+``python -m critical_periods.plan -m <a study's overrides>`` (see the reproduction's README section).
+Pilots of the previous rounds (seed 0 unless stated; MNIST-1D MLP, plain SGD at a constant lr):
 
 * break-even lr, batch 128: lr 0.05 (2/lr = 40): lambda_H^1 35 by epoch 34, still rising, 60% training
   accuracy at epoch ~37; lr 0.1 (2/lr = 20): 14 at epoch 5, 19-29 from epoch 11 on, 60% at ~22;
@@ -35,18 +37,21 @@ from critical_periods.config.paths import config_dir
 CONF_DIR = config_dir()
 
 MODELS = ("mlp", "conv1d")
-SEEDS_CRITICAL = "0,1,2"            # >= 3 seeds per model for the critical-period claims
-SEEDS_SENSITIVITY = "0,1,2,3"       # >= 4 seeds: the sensitivity is a difference of two noisy errors
-SEEDS_BREAK_EVEN = "0,1"
+SEEDS = "0,1,2,3,4"                 # >= 5 seeds per condition for every judged claim (docs/rules.yaml)
+CONTROL_SEEDS = "100,101,102,103,104"  # fresh-seed no-deficit controls: seed 100 + s controls seed s
 REMOVAL_LENGTHS = "20,40,60"        # blur etc. from epoch 0, removed at these epochs
 CONTROL_LENGTHS = "20,60"           # the lr controls: an early and a late removal (budget)
 AFTER_DEFICIT = 40                  # clean epochs after every deficit (Achille et al.: the same for all)
 WINDOW_LENGTH = 40                  # the sensitivity window: Achille Fig. 4's 40 epochs (see the pilots)
-WINDOW_ONSETS = "0,20,40"
-BREAK_EVEN_LRS = "0.05,0.1,0.2"
+WINDOW_ONSETS = "0,10,20,30,40,50,60,80"  # >= 8 onsets
+BREAK_EVEN_LRS = "0.05,0.07,0.1,0.14,0.2"  # log-spaced by ~sqrt(2); 0.05 is the smallest that passed in 60 epochs
 BREAK_EVEN_EPOCHS = 60
 BREAK_EVEN_BATCH_LR = 0.1
-BREAK_EVEN_BATCHES = "32,128"
+BREAK_EVEN_BATCHES = "32,64,128,256"     # batch 512 never got near 2/lr in 60 epochs (pilot)
+STIFFNESS_LRS = "0.01,0.1"
+STIFFNESS_EPOCHS = 40
+DEPTH_WIDTHS = "[512],[512,512,512,512]"  # 1 and 4 hidden layers
+SCHEDULES = {"decaying": (), "constant": ("schedule.lr_schedule=constant",), "restart": ("schedule.lr_restart=true",)}
 
 # The break-even probes every 2 epochs (densely early), without the Hutchinson trace tr H, which no
 # claim reads: lambda_H^1 by Lanczos to 1% and K from mini-batch gradients.
@@ -57,6 +62,9 @@ BREAK_EVEN_PROBES = ("probes=break_even", "probes.every_n_epochs=2", "probes.hes
 # break-even ones.
 CLEAN_PROBES = ("probes=full", "probes.hessian=null", "probes.covariance=null", "probes.delta_loss=false",
                 "probes.early_steps=0")
+# Stiffness only (and the sampled Fisher trace the probe group always carries), every 2 epochs.
+STIFFNESS_PROBES = ("probes=representation", "probes.representation.cka=false", "probes.representation.frequency=false",
+                    "probes.representation.save_every_n_epochs=0", "probes.every_n_epochs=2")
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,8 @@ class Study:
     quick: tuple[tuple[str, ...], ...]
     protocol: dict[str, Any] = field(default_factory=dict)
     requires: tuple[str, ...] = ()      # config files (relative to conf/) the study needs
+    model: str = "mlp"
+    schedule: str = "decaying"
 
     def missing(self) -> list[str]:
         """The required config files this checkout does not have (then the study is skipped)."""
@@ -77,46 +87,60 @@ def seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def removal_study(name: str, model: str, kinds: str, claim: str, schedule: tuple[str, ...] = (),
-                  quick_kinds: str = "blur", lengths: str = REMOVAL_LENGTHS) -> Study:
-    """Achille Fig. 1-2: each kind from epoch 0, removed at each length, AFTER_DEFICIT clean epochs after,
-    and the matched no-deficit runs of the same seeds in the same sweep."""
-    common = ("sweep=kinds", f"model={model}", f"schedule.epochs_after_deficit={AFTER_DEFICIT}", "probes=none", *schedule)
-    quick = ("sweep=kinds", f"model={model}", "schedule.epochs_after_deficit=2", "probes=none", *schedule)
+def removal_study(model: str, schedule: str, kinds: str, lengths: str) -> Study:
+    """Achille Fig. 1-2: each kind from epoch 0, removed at each length, AFTER_DEFICIT clean epochs
+    after; per seed a matched no-deficit run of each length (same epochs and lr schedule); and the
+    fresh-seed no-deficit controls at the earliest and latest length."""
+    name = {"decaying": "kinds", "constant": "constant_lr", "restart": "lr_restart"}[schedule] + f"_{model}"
+    extra = SCHEDULES[schedule]
+    common = ("sweep=kinds", f"model={model}", f"schedule.epochs_after_deficit={AFTER_DEFICIT}", "probes=none", *extra)
+    quick = ("sweep=kinds", f"model={model}", "schedule.epochs_after_deficit=2", "probes=none", *extra)
+    ends = f"{min(seeds(lengths))},{max(seeds(lengths))}"
     return Study(
-        name, claim,
-        full=((*common, f"deficit={kinds}", f"deficit.length={lengths}", f"seed={SEEDS_CRITICAL}"),
-              (*common, "deficit=none", "deficit.length=0", f"seed={SEEDS_CRITICAL}")),
+        name, f"Achille Fig. 1-2 ({model}, {schedule} lr): removal curves of {kinds.replace(',', ', ')}",
+        full=((*common, f"deficit={kinds},none", f"deficit.length={lengths}", f"seed={SEEDS}"),
+              (*common, "deficit=none", f"deficit.length={ends}", f"seed={CONTROL_SEEDS}")),
         # one command (each costs a process start): the clean run matches the deficit runs' epochs
-        quick=((*quick, f"deficit={quick_kinds},none", "deficit.length=2", "seed=0"),),
+        quick=((*quick, "deficit=blur,none", "deficit.length=2", "seed=0"),),
         protocol={"models": [model], "deficits": kinds.split(","), "window_length": "from epoch 0 to the removal epoch",
-                  "removal_epochs": seeds(lengths),
-                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS_CRITICAL),
-                  "schedule": " ".join(schedule) or "lr x0.97 per epoch, no restart",
-                  "epochs": f"removal epoch + {AFTER_DEFICIT}"},
+                  "removal_epochs": seeds(lengths), "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS),
+                  "control_seeds": seeds(CONTROL_SEEDS), "schedule": " ".join(extra) or "lr x0.97 per epoch, no restart",
+                  "matched_control": "deficit none with the same length and seed",
+                  "epochs": f"removal epoch + {AFTER_DEFICIT}", "probes": "none"},
+        model=model, schedule=schedule,
     )
 
 
-def sensitivity_study(model: str) -> Study:
-    """Achille Fig. 4: a WINDOW_LENGTH-epoch blur window at each onset, AFTER_DEFICIT clean epochs after it,
-    and per seed a matched no-deficit run of the same length (same onset, window and epochs); the
-    onset-0 clean runs also probe the exact Fisher trace."""
+def sensitivity_study(model: str, schedule: str) -> Study:
+    """Achille Fig. 4: a WINDOW_LENGTH-epoch blur window at each onset, AFTER_DEFICIT clean epochs after
+    it, and per seed a matched no-deficit run of the same onset and length; the onset-0 clean runs of
+    the decaying schedule also probe the exact Fisher trace, stiffness and the frequency errors (the
+    fresh-seed controls too, for the frequency claim's control)."""
     # sweeps/window.yaml already trains AFTER_DEFICIT clean epochs after the window
-    common = ("sweep=window", f"model={model}", f"deficit.length={WINDOW_LENGTH}")
-    quick = ("sweep=window", f"model={model}", "schedule.epochs_after_deficit=2", "deficit.length=2", "seed=0")
-    later = ",".join(WINDOW_ONSETS.split(",")[1:])
+    extra = SCHEDULES[schedule]
+    common = ("sweep=window", f"model={model}", f"deficit.length={WINDOW_LENGTH}", *extra)
+    quick = ("sweep=window", f"model={model}", "schedule.epochs_after_deficit=2", "deficit.length=2", "seed=0", *extra)
+    onsets = seeds(WINDOW_ONSETS)
+    later = ",".join(map(str, onsets[1:]))
+    probes = CLEAN_PROBES if schedule == "decaying" else ("probes=none",)
+    name = f"sensitivity_{model}" if schedule == "decaying" else f"sensitivity_constant_{model}"
     return Study(
-        f"sensitivity_{model}", f"Achille Fig. 4 ({model}): sensitivity to a {WINDOW_LENGTH}-epoch blur window vs onset, "
-        "beside the exact Fisher trace of clean training",
-        full=((*common, "deficit=blur", f"deficit.onset={WINDOW_ONSETS}", f"seed={SEEDS_SENSITIVITY}", "probes=none"),
-              (*common, "deficit=none", f"deficit.onset={later}", f"seed={SEEDS_SENSITIVITY}", "probes=none"),
-              (*common, "deficit=none", "deficit.onset=0", f"seed={SEEDS_SENSITIVITY}", *CLEAN_PROBES)),
-        quick=((*quick, "deficit=blur,none", "deficit.onset=0,2", *CLEAN_PROBES, "probes.probe_size=64"),),
-        protocol={"models": [model], "window_length": WINDOW_LENGTH, "onsets": seeds(WINDOW_ONSETS),
-                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS_SENSITIVITY),
+        name, f"Achille Fig. 4 ({model}, {schedule} lr): sensitivity to a {WINDOW_LENGTH}-epoch blur window vs onset"
+        + (", beside the exact Fisher trace, stiffness and frequency errors of clean training" if schedule == "decaying" else ""),
+        full=((*common, "deficit=blur", f"deficit.onset={WINDOW_ONSETS}", f"seed={SEEDS}", "probes=none"),
+              (*common, "deficit=none", f"deficit.onset={later}", f"seed={SEEDS}", "probes=none"),
+              (*common, "deficit=none", f"deficit.onset={onsets[-1]}", f"seed={CONTROL_SEEDS}", "probes=none"),
+              (*common, "deficit=none", "deficit.onset=0", f"seed={SEEDS},{CONTROL_SEEDS}", *probes)),
+        quick=((*quick, "deficit=blur,none", "deficit.onset=0,2", *probes,
+                *(("probes.probe_size=64",) if schedule == "decaying" else ())),),
+        protocol={"models": [model], "window_length": WINDOW_LENGTH, "onsets": onsets,
+                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS), "control_seeds": seeds(CONTROL_SEEDS),
+                  "schedule": " ".join(extra) or "lr x0.97 per epoch",
                   "baseline": "deficit=none with the same onset and length, per seed",
-                  "fisher": "exact expectation over the classes, 512 probe examples, every epoch",
+                  "probes": "onset-0 clean runs: exact Fisher trace, stiffness and frequency errors on 512 examples every epoch"
+                            if schedule == "decaying" else "none",
                   "epochs": f"onset + {WINDOW_LENGTH} + {AFTER_DEFICIT}"},
+        model=model, schedule=schedule,
     )
 
 
@@ -124,51 +148,71 @@ BREAK_EVEN_QUICK = ("probes=break_even", "probes.probe_size=64", "probes.hessian
                     "probes.early_until_step=10", "schedule.epochs=2", "seed=0")
 
 STUDIES = (
-    removal_study("kinds_mlp", "mlp", "blur,vertical_flip,label_permutation,noise",
-                  "Achille Fig. 1-2 (MLP): removal curves of blur, vertical flip, label permutation and noise",
-                  quick_kinds="blur,vertical_flip"),
-    removal_study("kinds_conv1d", "conv1d", "blur,vertical_flip,label_permutation,noise",
-                  "Achille Fig. 1-2 (conv1d): removal curves of blur, vertical flip, label permutation and noise"),
-    removal_study("constant_lr", "mlp", "blur,label_permutation,noise",
-                  "lr control (MLP): the removal curves at a constant lr", ("schedule.lr_schedule=constant",),
-                  lengths=CONTROL_LENGTHS),
-    removal_study("lr_restart", "mlp", "blur,label_permutation,noise",
-                  "lr control (MLP): the removal curves with the lr schedule restarted at removal",
-                  ("schedule.lr_restart=true",), lengths=CONTROL_LENGTHS),
-    sensitivity_study("mlp"),
-    sensitivity_study("conv1d"),
+    *(removal_study(model, "decaying", "blur,vertical_flip,label_permutation,noise", REMOVAL_LENGTHS) for model in MODELS),
+    *(removal_study(model, schedule, "blur,label_permutation,noise", CONTROL_LENGTHS)
+      for model in MODELS for schedule in ("constant", "restart")),
+    *(sensitivity_study(model, schedule) for model in MODELS for schedule in ("decaying", "constant")),
+    Study(
+        "depth", "Achille et al. (depth): blur removed at epoch 40 in MLPs of 1 and 4 hidden layers",
+        full=(("sweep=depth", f"model.widths={DEPTH_WIDTHS}", "deficit=blur,none", "deficit.length=40",
+               f"seed={SEEDS}", "probes=none"),
+              ("sweep=depth", f"model.widths={DEPTH_WIDTHS}", "deficit=none", "deficit.length=40",
+               f"seed={CONTROL_SEEDS}", "probes=none")),
+        quick=(("sweep=depth", "model.widths=[64],[64,64]", "deficit=blur,none", "deficit.length=2",
+                "schedule.epochs_after_deficit=1", "seed=0", "probes=none"),),
+        protocol={"models": ["mlp"], "hidden_layers": [1, 4], "width": 512, "removal_epochs": [40], "epochs": 40 + AFTER_DEFICIT,
+                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS), "control_seeds": seeds(CONTROL_SEEDS),
+                  "schedule": "lr x0.97 per epoch", "probes": "none"},
+    ),
+    Study(
+        "stiffness_lr", "Fort et al. (learning rate): clean runs at two constant lrs, stiffness every 2 epochs",
+        full=(("sweep=kinds", "model=mlp", "deficit=none", "deficit.length=0", f"schedule.epochs_after_deficit={STIFFNESS_EPOCHS}",
+               "schedule.lr_schedule=constant", f"optim.lr={STIFFNESS_LRS}", f"seed={SEEDS}", *STIFFNESS_PROBES),
+              ("sweep=kinds", "model=mlp", "deficit=none", "deficit.length=0", f"schedule.epochs_after_deficit={STIFFNESS_EPOCHS}",
+               "schedule.lr_schedule=constant", f"optim.lr={STIFFNESS_LRS.split(',')[0]}", f"seed={CONTROL_SEEDS}",
+               *STIFFNESS_PROBES)),
+        quick=(("sweep=kinds", "model=mlp", "deficit=none", "deficit.length=0", "schedule.epochs_after_deficit=2",
+                "schedule.lr_schedule=constant", f"optim.lr={STIFFNESS_LRS}", "seed=0", *STIFFNESS_PROBES, "probes.probe_size=64"),),
+        protocol={"models": ["mlp"], "lrs": [float(x) for x in STIFFNESS_LRS.split(",")], "epochs": STIFFNESS_EPOCHS,
+                  "lr_schedule": "constant", "momentum": 0.9, "seeds": seeds(SEEDS),
+                  "control_seeds": seeds(CONTROL_SEEDS) + [f"at lr {STIFFNESS_LRS.split(',')[0]} only"],
+                  "probes": "stiffness on 512 training examples every 2 epochs"},
+        schedule="constant",
+    ),
     Study(
         "break_even_lr",
         "Jastrzebski conjecture 1 (MLP): learning rates that all pass break-even, every break-even probe",
         full=(("sweep=break_even_lr", f"optim.lr={BREAK_EVEN_LRS}", f"schedule.epochs={BREAK_EVEN_EPOCHS}",
-               f"seed={SEEDS_BREAK_EVEN}", *BREAK_EVEN_PROBES),),
+               f"seed={SEEDS}", *BREAK_EVEN_PROBES),),
         quick=(("sweep=break_even_lr", "optim.lr=0.05,0.2", *BREAK_EVEN_QUICK),),
         protocol={"models": ["mlp"], "window_length": None, "lrs": [float(x) for x in BREAK_EVEN_LRS.split(",")], "batch_size": 128,
-                  "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS_BREAK_EVEN), "momentum": 0.0, "weight_decay": 0.0,
+                  "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS), "momentum": 0.0, "weight_decay": 0.0,
                   "lr_schedule": "constant", "train_acc_threshold": be.PAPER_TRAIN_ACC_THRESHOLD,
                   "probes": "lambda_H^1 (Lanczos, 512 examples), K from 25 mini-batch gradients of B=128; every 2 epochs "
                             "and at 10 log-spaced early steps"},
+        schedule="constant",
     ),
     Study(
         "break_even_batch",
         "Jastrzebski conjecture 2 (MLP): batch sizes that all pass break-even at one lr, every break-even probe",
         full=(("sweep=break_even_batch", f"optim.lr={BREAK_EVEN_BATCH_LR}", f"data.batch_size={BREAK_EVEN_BATCHES}",
-               f"schedule.epochs={BREAK_EVEN_EPOCHS}", f"seed={SEEDS_BREAK_EVEN}", *BREAK_EVEN_PROBES),),
+               f"schedule.epochs={BREAK_EVEN_EPOCHS}", f"seed={SEEDS}", *BREAK_EVEN_PROBES),),
         quick=(("sweep=break_even_batch", "optim.lr=0.1", "data.batch_size=32,512", *BREAK_EVEN_QUICK),),
         protocol={"models": ["mlp"], "window_length": None, "lr": BREAK_EVEN_BATCH_LR, "batch_sizes": seeds(BREAK_EVEN_BATCHES),
-                  "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS_BREAK_EVEN), "momentum": 0.0, "weight_decay": 0.0,
+                  "epochs": BREAK_EVEN_EPOCHS, "seeds": seeds(SEEDS), "momentum": 0.0, "weight_decay": 0.0,
                   "lr_schedule": "constant", "train_acc_threshold": be.PAPER_TRAIN_ACC_THRESHOLD,
                   "probes": "as break_even_lr; K stays at B=128 whatever the training batch"},
+        schedule="constant",
     ),
     Study(
         "representations",
         "Exploratory (Kornblith-style CKA, MLP): blur vs vertical flip removed at epoch 40, representations saved",
         full=(("sweep=kinds", "model=mlp", "deficit=blur,vertical_flip,none", "deficit.length=40",
-               f"schedule.epochs_after_deficit={AFTER_DEFICIT}", f"seed={SEEDS_CRITICAL}", "probes=representation"),),
+               f"schedule.epochs_after_deficit={AFTER_DEFICIT}", f"seed={SEEDS}", "probes=representation"),),
         quick=(("sweep=kinds", "model=mlp", "deficit=blur,vertical_flip,none", "deficit.length=2",
                 "schedule.epochs_after_deficit=1", "seed=0", "probes=representation"),),
         protocol={"models": ["mlp"], "deficits": ["blur", "vertical_flip", "none"], "window_length": 40, "removal_epochs": [40],
-                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS_CRITICAL),
+                  "epochs_after_deficit": AFTER_DEFICIT, "seeds": seeds(SEEDS),
                   "epochs": 40 + AFTER_DEFICIT,
                   "compared": "the earliest layer's representation at the last saved epoch, deficit vs clean run of "
                               "the same seed (debiased linear CKA)"},
@@ -181,7 +225,9 @@ STUDIES = (
 # folders' names (all of these: they change no training number).
 STUDY_SETTINGS = ("sweep", "name", "logger", "trainer.enable_progress_bar", "threads", "probes.probe_size",
                        "probes.every_n_epochs", "probes.early_steps", "probes.early_until_step", "probes.hessian",
-                       "probes.hessian.trace_samples", "probes.hessian.tolerance", "probes.covariance", "probes.delta_loss")
+                       "probes.hessian.trace_samples", "probes.hessian.tolerance", "probes.covariance", "probes.delta_loss",
+                       "probes.representation.cka", "probes.representation.frequency",
+                       "probes.representation.save_every_n_epochs")
 NOT_IN_FOLDER_NAMES = folder_name_excludes(STUDY_SETTINGS)
 
 

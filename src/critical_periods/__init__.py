@@ -1,3 +1,5 @@
-# Registers the resolvers conf/train.yaml's hydra.output_subdir and job log file use (a finished job's
-# .hydra/ files and log are left alone on a re-run): here, so every process that runs a job has them.
+# Registers the resolvers conf/ uses, here so that every process running a job or --help has them:
+# hydra.output_subdir and the job log file (a finished job's folder is left alone on a re-run), and
+# the config groups --help lists.
+from critical_periods import help_groups as _help_groups  # noqa: F401
 from critical_periods import job_files as _job_files  # noqa: F401

@@ -30,6 +30,9 @@ def test_installed_train_help_shows_the_projects_groups_without_importing_torch(
     assert "critical-periods-train: train a network while a deficit" in result.stdout
     assert "deficit: blur, label_permutation, noise, none, vertical_flip" in result.stdout
     assert "critical-periods-train -m sweep=removal" in result.stdout  # the examples
+    assert "sweep: achille_cifar10, " in result.stdout and "removal" in result.stdout
+    assert "sweep/wandb" not in result.stdout  # W&B's sweep files are not a config group
+    assert "logger: csv, none, tensorboard, wandb" in result.stdout and "logger=[csv,tensorboard]" in result.stdout
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if "import time:" in line}
     assert "critical_periods.cli" in imported and not {"torch", "pytorch_lightning", "wandb"} & imported
 

@@ -105,4 +105,7 @@ def test_the_command_the_wandb_agent_builds_runs_one_job_of_the_study(tmp_path, 
     assert summary["status"] == "completed" and summary["length"] == grid["deficit.length"]
     assert "deficit.length=10" in summary_path.parent.name  # the study's folder for that grid point
     (offline,) = (summary_path.parent / "wandb").glob("offline-run-*-agentrun01")  # the agent's run id
-    assert offline.is_dir()
+    # the README's `wandb sync` glob for sweeps finds it
+    readme = (SWEEPS_DIR.parent / "README.md").read_text()
+    assert "wandb sync multirun/*/*/wandb/offline-run-*" in readme
+    assert list(tmp_path.glob("multirun/*/*/wandb/offline-run-*")) == [offline]

@@ -120,9 +120,43 @@ def _tied() -> tuple[nn.Module, torch.Tensor]:
     return _Tied(), torch.randn(N_EXAMPLES, 4)
 
 
+class _Recurrent(nn.Module):
+    """A recurrent layer over (N, T, features), classified from its last step (or its mean over steps).
+
+    ``time_major``: the layer is built with ``batch_first=False`` and the model transposes, as users'
+    models often do. A LayerNorm (no hook formula) on the input puts a non-recurrent layer on the
+    same per-example path."""
+
+    def __init__(self, kind: type[nn.RNNBase], time_major: bool = False, **options) -> None:
+        super().__init__()
+        self.time_major = time_major
+        self.norm = nn.LayerNorm(3)
+        self.rnn = kind(3, 4, batch_first=not time_major, **options)
+        width = 4 * (2 if options.get("bidirectional") else 1)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        out, _ = self.rnn(x.transpose(0, 1) if self.time_major else x)
+        out = out.transpose(0, 1) if self.time_major else out
+        return self.head(out[:, -1] + out.mean(1))
+
+
+def _lstm() -> tuple[nn.Module, torch.Tensor]:
+    return _Recurrent(nn.LSTM, num_layers=2), torch.randn(N_EXAMPLES, 5, 3)
+
+
+def _gru() -> tuple[nn.Module, torch.Tensor]:
+    return _Recurrent(nn.GRU, bidirectional=True), torch.randn(N_EXAMPLES, 5, 3)
+
+
+def _rnn() -> tuple[nn.Module, torch.Tensor]:
+    return _Recurrent(nn.RNN, time_major=True, nonlinearity="relu"), torch.randn(N_EXAMPLES, 5, 3)
+
+
 CASES = {
     "mlp": _mlp, "cnn2d": _cnn2d, "cnn1d": _cnn1d, "shared_unsupported": _shared_and_unsupported,
-    "temperature": _temperature, "tied": _tied,
+    "temperature": _temperature, "tied": _tied, "lstm": _lstm, "gru": _gru, "rnn": _rnn,
 }
 
 
@@ -355,6 +389,22 @@ def test_chunked_gram_never_forms_more_than_a_chunk_of_dense_gradients(name, mon
     assert rows and max(rows) <= 5  # per-example gradients of at most one chunk at a time
     explicit = true_label_gradients(model, inputs, labels)
     assert_close(chunked.gram, explicit @ explicit.T)
+
+
+@pytest.mark.parametrize("probe", ["fisher", "gram", "hessian", "minibatch"])
+def test_sequence_logits_are_refused_with_the_expected_shape(probe):
+    # A per-position classifier: logits (N, C, T). Cross-entropy would silently become a loss per
+    # position (or fail deep inside torch); the probes name the shape they need instead.
+    model = nn.Conv1d(2, 3, 1).double()
+    inputs, labels = torch.randn(N_EXAMPLES, 2, 5, dtype=torch.float64), torch.randint(0, 3, (N_EXAMPLES,))
+    run = {
+        "fisher": lambda: collect_probe_gradients(model, inputs, fisher=FisherOptions(exact=True)),
+        "gram": lambda: collect_probe_gradients(model, inputs, labels, gram=True),
+        "hessian": lambda: compute_probes(model, inputs, labels, hessian=HessianOptions()),
+        "minibatch": lambda: minibatch_gradients(model, inputs, labels, batch_size=4),
+    }[probe]
+    with pytest.raises(ValueError, match=r"logits of shape \(N, C\) = \(\d+, classes\).*returned \(\d+, 3, 5\)"):
+        run()
 
 
 def test_batchnorm_without_running_statistics_is_refused():

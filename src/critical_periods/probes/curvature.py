@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critical_periods.probes.context import probe_mode
+from critical_periods.probes.context import check_class_logits, probe_mode
 from critical_periods.stopping import raise_if_stop_requested
 
 
@@ -69,7 +69,8 @@ class HessianOperator:
             return self._single_chunk_gradient
         x = self.inputs[start : start + self.chunk_size]
         y = self.labels[start : start + self.chunk_size]
-        loss = F.cross_entropy(self.model(x), y, reduction="sum") / self.inputs.shape[0]
+        logits = check_class_logits(self.model(x), x.shape[0])
+        loss = F.cross_entropy(logits, y, reduction="sum") / self.inputs.shape[0]
         gradient = list(torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True))
         if single_chunk:
             self._single_chunk_gradient = gradient

@@ -20,6 +20,10 @@ the cheapest exact form:
 * anything else (LayerNorm, custom parameters, 0-dim parameters, ``padding="same"``...), and every
   module owning a parameter that another module owns too (tied weights, ``b.weight = a.weight``):
   ``torch.func`` ``vmap(grad(functional_call))`` over the examples, restricted to those parameters.
+  A model containing a recurrent layer (``nn.LSTM``/``nn.GRU``/``nn.RNN``: their fused kernels have no
+  batching rule, and vmap breaks on them) gets the same gradients from one backward pass instead: each
+  example runs through its own copy of those parameters (a leaf of shape (n, *p.shape), row i used by
+  example i only), so the gradient with respect to the leaf is the per-example gradients, stacked.
 
 Sums over positions and over repeated calls of a module are handled by the dense forms, so weight
 sharing within a forward pass is exact too. A tied parameter's per-example gradient is the sum over
@@ -41,6 +45,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from critical_periods.probes.context import check_class_logits
 
 ROOT_LAYER = "root"
 
@@ -295,6 +301,9 @@ class PerExampleGradients:
         else:
             raise ValueError(f"unknown method {method!r}")
         self._functional = [name for name in layers if name not in self._hooked]
+        # vmap cannot batch the fused recurrent kernels: per-example parameter copies instead
+        self._copies_per_example = any(isinstance(m, nn.RNNBase) for m in model.modules())
+        self._copies_graph: tuple[Tensor, dict[str, Tensor]] | None = None  # built at the first call
         self._layer_order = list(layers)
         self._calls: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in self._hooked}
         handles = [m.register_forward_hook(self._capture(name)) for name, m in self._hooked.items()]
@@ -303,6 +312,7 @@ class PerExampleGradients:
         finally:
             for handle in handles:
                 handle.remove()
+        check_class_logits(self._logits, inputs.shape[0])
         self.logits = self._logits.detach()
 
     def _capture(self, name: str):
@@ -345,16 +355,39 @@ class PerExampleGradients:
         # named_parameters() names a tied parameter once (its first owner): functional_call then
         # substitutes it at every use, and its gradient is the sum over the uses.
         params = {n: p.detach() for n, p in self.model.named_parameters() if n in owned}
-
-        def contracted_logits(params: dict[str, Tensor], x: Tensor, v: Tensor) -> Tensor:
-            return (functional_call(self.model, params, (x.unsqueeze(0),)).squeeze(0) * v).sum()
-
-        per_example = vmap(grad(contracted_logits), in_dims=(None, 0, 0))(params, self.inputs, direction)
+        if self._copies_per_example:
+            per_example = self._gradients_through_copies(params, direction)
+        else:
+            per_example = self._vmapped_gradients(params, direction)
         columns: dict[str, list[Tensor]] = {layer: [] for layer in self._functional}
         for pname, g in per_example.items():  # dict order = named_parameters order
             columns[owned[pname]].append(g.reshape(g.shape[0], -1))  # (n,) for a 0-dim parameter
         # detach: the result still depends on the other (live) parameters through functional_call
         return {layer: DenseGradients(torch.cat(cols, 1).detach()) for layer, cols in columns.items() if cols}
+
+    def _vmapped_gradients(self, params: dict[str, Tensor], direction: Tensor) -> dict[str, Tensor]:
+        def contracted_logits(params: dict[str, Tensor], x: Tensor, v: Tensor) -> Tensor:
+            return (functional_call(self.model, params, (x.unsqueeze(0),)).squeeze(0) * v).sum()
+
+        return vmap(grad(contracted_logits), in_dims=(None, 0, 0))(params, self.inputs, direction)
+
+    def _gradients_through_copies(self, params: dict[str, Tensor], direction: Tensor) -> dict[str, Tensor]:
+        """One forward per example (once per chunk), each with its own row of (n, *p.shape) leaves;
+        then one backward pass per direction gives every example's gradient in its row."""
+        if self._copies_graph is None:
+            n = self.inputs.shape[0]
+            copies = {name: p.expand(n, *p.shape).clone().requires_grad_() for name, p in params.items()}
+            logits = torch.cat([
+                functional_call(self.model, {name: c[i] for name, c in copies.items()}, (self.inputs[i : i + 1],))
+                for i in range(n)
+            ])
+            self._copies_graph = (logits, copies)
+        logits, copies = self._copies_graph
+        names = list(copies)
+        grads = torch.autograd.grad(
+            logits, [copies[name] for name in names], grad_outputs=direction, retain_graph=True, allow_unused=True
+        )
+        return {name: torch.zeros_like(copies[name]) if g is None else g for name, g in zip(names, grads)}
 
     def _module(self, layer: str) -> nn.Module:
         return self.model if layer == ROOT_LAYER else self.model.get_submodule(layer)

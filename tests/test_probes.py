@@ -23,6 +23,7 @@ from critical_periods.probes import (
     covariance_spectrum,
     fisher_metrics,
     hutchinson_trace,
+    lanczos,
     minibatch_covariance_metrics,
     minibatch_gradients,
     per_example_covariance_metrics,
@@ -351,6 +352,23 @@ def test_functional_path_matches_hooked_path(case):
         assert_close(hooked.fisher_squared_norms[layer], norms)
 
 
+@pytest.mark.parametrize("name", ["cnn2d", "cnn1d"])
+def test_layer_inputs_prepared_again_past_the_budget_give_the_same_statistics(name, monkeypatch):
+    import critical_periods.probes.per_example as per_example
+
+    torch.manual_seed(0)
+    model, inputs = CASES[name]()
+    model, inputs = model.double(), inputs.double()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    options = dict(fisher=FisherOptions(exact=True), gram=True)
+    kept = collect_probe_gradients(model, inputs, labels, **options)
+    monkeypatch.setattr(per_example, "PREPARED_INPUT_BUDGET", 0)  # nothing kept across directions
+    prepared_each_time = collect_probe_gradients(model, inputs, labels, **options)
+    assert_close(prepared_each_time.gram, kept.gram, rtol=1e-12)
+    for layer, norms in kept.fisher_squared_norms.items():
+        assert_close(prepared_each_time.fisher_squared_norms[layer], norms, rtol=1e-12)
+
+
 @pytest.mark.parametrize("chunk_size", [1, 5])
 def test_chunked_statistics_equal_whole_probe_set(case, chunk_size):
     model, inputs, labels = case
@@ -378,7 +396,8 @@ def test_chunked_gram_never_forms_more_than_a_chunk_of_dense_gradients(name, mon
     def recording(function):
         def wrapper(*args):
             result = function(*args)
-            rows.append(len(args[0]) if function.__name__ == "gram" else result.shape[0])
+            first = result[0] if isinstance(result, list) else result  # the dense forms return parts
+            rows.append(len(args[0]) if function.__name__ == "gram" else first.shape[0])
             return result
         return wrapper
 
@@ -549,6 +568,40 @@ def test_hessian_probes_match_dense_hessian(name):
     assert_close(on_operator, hutchinson_trace(dense, samples, torch.Generator().manual_seed(3)))
     std = math.sqrt(2 * (dense.square().sum() - dense.diagonal().square().sum()) / samples)
     assert abs(on_operator - dense.trace().item()) < 4 * std
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.parametrize("k", [1, 2])
+def test_warm_started_lanczos_matches_dense_eigenvalues_in_fewer_products(k):
+    # Two consecutive probes: the second, after one small SGD step, starts from the first's Ritz vectors.
+    torch.manual_seed(0)
+    model, inputs = CASES["cnn1d"]()
+    model, inputs = model.double(), inputs.double()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    options = HessianOptions(top_k=k, tolerance=1e-6, max_iterations=200, trace_samples=0, warm_start=True)
+    first = compute_probes(model, inputs, labels, hessian=options)
+    assert first.hessian_eigenvectors.shape == (k, sum(p.numel() for p in model.parameters()))
+
+    model.eval()
+    loss = F.cross_entropy(model(inputs), labels)
+    with torch.no_grad():
+        for p, g in zip(model.parameters(), torch.autograd.grad(loss, list(model.parameters()))):
+            p -= 0.05 * g
+    expected = torch.linalg.eigvalsh(dense_hessian(model, inputs, labels)).flip(0)[:k]
+
+    operator = HessianOperator(model, inputs, labels)
+    cold = lanczos(operator, k, 1e-6, 200, torch.Generator().manual_seed(0))
+    warm = lanczos(operator, k, 1e-6, 200, start=first.hessian_eigenvectors)
+    assert_close(cold.values, expected, rtol=1e-6)
+    assert_close(warm.values, expected, rtol=1e-6)
+    assert warm.iterations < cold.iterations  # the saving the warm start is for
+    # the Ritz vectors are eigenvectors: ||H x - theta x|| small
+    for value, vector in zip(warm.values, warm.vectors):
+        assert (operator @ vector - value * vector).norm() <= 1e-5 * abs(value)
+
+    # through compute_probes: the start is used only with warm_start, and gives the same values
+    second = compute_probes(model, inputs, labels, hessian=options, hessian_start=first.hessian_eigenvectors)
+    assert_close([second.metrics[f"curvature/lambda_h{i + 1}"] for i in range(k)], expected, rtol=1e-6)
 
 
 # --- Delta L ------------------------------------------------------------------------------------------

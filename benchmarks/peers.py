@@ -34,7 +34,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -406,7 +406,8 @@ def run(comparison: Comparison, repeats: int) -> Result:
                   1000 * statistics.median(peer_s), agrees, check)
 
 
-def run_model(name: str, probes: list[str], peers: list[str], n: int | None, repeats: int) -> list[Result]:
+def run_model(name: str, probes: list[str], peers: list[str], n: int | None, repeats: int) -> Iterator[Result]:
+    """The model's comparisons, one result at a time (printed as they come)."""
     case = CASES[name]
     torch.manual_seed(SEED)
     model = case.make().eval()
@@ -414,7 +415,8 @@ def run_model(name: str, probes: list[str], peers: list[str], n: int | None, rep
     generator = torch.Generator().manual_seed(SEED)
     x = torch.randn(n, *case.input_shape, generator=generator)
     y = torch.randint(0, CLASSES, (n,), generator=generator)
-    return [run(c, repeats) for c in comparisons(model, x, y, probes, peers)]
+    for comparison in comparisons(model, x, y, probes, peers):
+        yield run(comparison, repeats)
 
 
 def machine() -> str:

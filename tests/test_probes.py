@@ -23,6 +23,7 @@ from critical_periods.probes import (
     covariance_spectrum,
     fisher_metrics,
     hutchinson_trace,
+    lanczos,
     minibatch_covariance_metrics,
     minibatch_gradients,
     per_example_covariance_metrics,
@@ -120,9 +121,43 @@ def _tied() -> tuple[nn.Module, torch.Tensor]:
     return _Tied(), torch.randn(N_EXAMPLES, 4)
 
 
+class _Recurrent(nn.Module):
+    """A recurrent layer over (N, T, features), classified from its last step (or its mean over steps).
+
+    ``time_major``: the layer is built with ``batch_first=False`` and the model transposes, as users'
+    models often do. A LayerNorm (no hook formula) on the input puts a non-recurrent layer on the
+    same per-example path."""
+
+    def __init__(self, kind: type[nn.RNNBase], time_major: bool = False, **options) -> None:
+        super().__init__()
+        self.time_major = time_major
+        self.norm = nn.LayerNorm(3)
+        self.rnn = kind(3, 4, batch_first=not time_major, **options)
+        width = 4 * (2 if options.get("bidirectional") else 1)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(x)
+        out, _ = self.rnn(x.transpose(0, 1) if self.time_major else x)
+        out = out.transpose(0, 1) if self.time_major else out
+        return self.head(out[:, -1] + out.mean(1))
+
+
+def _lstm() -> tuple[nn.Module, torch.Tensor]:
+    return _Recurrent(nn.LSTM, num_layers=2), torch.randn(N_EXAMPLES, 5, 3)
+
+
+def _gru() -> tuple[nn.Module, torch.Tensor]:
+    return _Recurrent(nn.GRU, bidirectional=True), torch.randn(N_EXAMPLES, 5, 3)
+
+
+def _rnn() -> tuple[nn.Module, torch.Tensor]:
+    return _Recurrent(nn.RNN, time_major=True, nonlinearity="relu"), torch.randn(N_EXAMPLES, 5, 3)
+
+
 CASES = {
     "mlp": _mlp, "cnn2d": _cnn2d, "cnn1d": _cnn1d, "shared_unsupported": _shared_and_unsupported,
-    "temperature": _temperature, "tied": _tied,
+    "temperature": _temperature, "tied": _tied, "lstm": _lstm, "gru": _gru, "rnn": _rnn,
 }
 
 
@@ -317,6 +352,23 @@ def test_functional_path_matches_hooked_path(case):
         assert_close(hooked.fisher_squared_norms[layer], norms)
 
 
+@pytest.mark.parametrize("name", ["cnn2d", "cnn1d"])
+def test_layer_inputs_prepared_again_past_the_budget_give_the_same_statistics(name, monkeypatch):
+    import critical_periods.probes.per_example as per_example
+
+    torch.manual_seed(0)
+    model, inputs = CASES[name]()
+    model, inputs = model.double(), inputs.double()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    options = dict(fisher=FisherOptions(exact=True), gram=True)
+    kept = collect_probe_gradients(model, inputs, labels, **options)
+    monkeypatch.setattr(per_example, "PREPARED_INPUT_BUDGET", 0)  # nothing kept across directions
+    prepared_each_time = collect_probe_gradients(model, inputs, labels, **options)
+    assert_close(prepared_each_time.gram, kept.gram, rtol=1e-12)
+    for layer, norms in kept.fisher_squared_norms.items():
+        assert_close(prepared_each_time.fisher_squared_norms[layer], norms, rtol=1e-12)
+
+
 @pytest.mark.parametrize("chunk_size", [1, 5])
 def test_chunked_statistics_equal_whole_probe_set(case, chunk_size):
     model, inputs, labels = case
@@ -344,7 +396,8 @@ def test_chunked_gram_never_forms_more_than_a_chunk_of_dense_gradients(name, mon
     def recording(function):
         def wrapper(*args):
             result = function(*args)
-            rows.append(len(args[0]) if function.__name__ == "gram" else result.shape[0])
+            first = result[0] if isinstance(result, list) else result  # the dense forms return parts
+            rows.append(len(args[0]) if function.__name__ == "gram" else first.shape[0])
             return result
         return wrapper
 
@@ -355,6 +408,22 @@ def test_chunked_gram_never_forms_more_than_a_chunk_of_dense_gradients(name, mon
     assert rows and max(rows) <= 5  # per-example gradients of at most one chunk at a time
     explicit = true_label_gradients(model, inputs, labels)
     assert_close(chunked.gram, explicit @ explicit.T)
+
+
+@pytest.mark.parametrize("probe", ["fisher", "gram", "hessian", "minibatch"])
+def test_sequence_logits_are_refused_with_the_expected_shape(probe):
+    # A per-position classifier: logits (N, C, T). Cross-entropy would silently become a loss per
+    # position (or fail deep inside torch); the probes name the shape they need instead.
+    model = nn.Conv1d(2, 3, 1).double()
+    inputs, labels = torch.randn(N_EXAMPLES, 2, 5, dtype=torch.float64), torch.randint(0, 3, (N_EXAMPLES,))
+    run = {
+        "fisher": lambda: collect_probe_gradients(model, inputs, fisher=FisherOptions(exact=True)),
+        "gram": lambda: collect_probe_gradients(model, inputs, labels, gram=True),
+        "hessian": lambda: compute_probes(model, inputs, labels, hessian=HessianOptions()),
+        "minibatch": lambda: minibatch_gradients(model, inputs, labels, batch_size=4),
+    }[probe]
+    with pytest.raises(ValueError, match=r"logits of shape \(N, C\) = \(\d+, classes\).*returned \(\d+, 3, 5\)"):
+        run()
 
 
 def test_batchnorm_without_running_statistics_is_refused():
@@ -499,6 +568,40 @@ def test_hessian_probes_match_dense_hessian(name):
     assert_close(on_operator, hutchinson_trace(dense, samples, torch.Generator().manual_seed(3)))
     std = math.sqrt(2 * (dense.square().sum() - dense.diagonal().square().sum()) / samples)
     assert abs(on_operator - dense.trace().item()) < 4 * std
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+@pytest.mark.parametrize("k", [1, 2])
+def test_warm_started_lanczos_matches_dense_eigenvalues_in_fewer_products(k):
+    # Two consecutive probes: the second, after one small SGD step, starts from the first's Ritz vectors.
+    torch.manual_seed(0)
+    model, inputs = CASES["cnn1d"]()
+    model, inputs = model.double(), inputs.double()
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    options = HessianOptions(top_k=k, tolerance=1e-6, max_iterations=200, trace_samples=0, warm_start=True)
+    first = compute_probes(model, inputs, labels, hessian=options)
+    assert first.hessian_eigenvectors.shape == (k, sum(p.numel() for p in model.parameters()))
+
+    model.eval()
+    loss = F.cross_entropy(model(inputs), labels)
+    with torch.no_grad():
+        for p, g in zip(model.parameters(), torch.autograd.grad(loss, list(model.parameters()))):
+            p -= 0.05 * g
+    expected = torch.linalg.eigvalsh(dense_hessian(model, inputs, labels)).flip(0)[:k]
+
+    operator = HessianOperator(model, inputs, labels)
+    cold = lanczos(operator, k, 1e-6, 200, torch.Generator().manual_seed(0))
+    warm = lanczos(operator, k, 1e-6, 200, start=first.hessian_eigenvectors)
+    assert_close(cold.values, expected, rtol=1e-6)
+    assert_close(warm.values, expected, rtol=1e-6)
+    assert warm.iterations < cold.iterations  # the saving the warm start is for
+    # the Ritz vectors are eigenvectors: ||H x - theta x|| small
+    for value, vector in zip(warm.values, warm.vectors):
+        assert (operator @ vector - value * vector).norm() <= 1e-5 * abs(value)
+
+    # through compute_probes: the start is used only with warm_start, and gives the same values
+    second = compute_probes(model, inputs, labels, hessian=options, hessian_start=first.hessian_eigenvectors)
+    assert_close([second.metrics[f"curvature/lambda_h{i + 1}"] for i in range(k)], expected, rtol=1e-6)
 
 
 # --- Delta L ------------------------------------------------------------------------------------------

@@ -94,6 +94,7 @@ class ProbeCallback(pl.Callback):
         self._covariance_batches: tuple[Tensor, Tensor] | None = None
         self._last_matrix: Tensor | None = None  # of the last probed step, while not saved yet
         self._last_probed_step: int | None = None
+        self._hessian_vectors: Tensor | None = None  # the last probe's, for hessian.warm_start
 
     @property
     def _any_probe(self) -> bool:
@@ -188,7 +189,10 @@ class ProbeCallback(pl.Callback):
             covariance_batches=self._covariance_batches,
             chunk_size=self.chunk_size,
             generator=generator,
+            hessian_start=self._hessian_vectors,
         )
+        if self.hessian is not None and self.hessian.warm_start:
+            self._hessian_vectors = results.hessian_eigenvectors
         metrics = dict(results.metrics)
         if self._representations is not None:
             metrics.update(self._representations.probe(model))

@@ -16,7 +16,9 @@ from critical_periods.probes.curvature import (
     HessianOperator,
     HessianOptions,
     hessian_metrics,
+    LanczosResult,
     hutchinson_trace,
+    lanczos,
     top_eigenvalues,
 )
 from critical_periods.probes.delta_loss import DeltaLoss
@@ -31,6 +33,7 @@ __all__ = [
     "FisherOptions",
     "HessianOperator",
     "HessianOptions",
+    "LanczosResult",
     "PerExampleGradients",
     "ProbeGradients",
     "ProbeResults",
@@ -42,6 +45,7 @@ __all__ = [
     "fisher_metrics",
     "hessian_metrics",
     "hutchinson_trace",
+    "lanczos",
     "minibatch_covariance_metrics",
     "minibatch_gradients",
     "parametrised_layers",

@@ -22,10 +22,12 @@ from critical_periods.probes.stiffness import StiffnessOptions, stiffness_from_g
 @dataclass
 class ProbeResults:
     """metrics: name -> python float; stiffness_matrix: (C, C) mean cosine stiffness by class pair,
-    when stiffness was probed."""
+    when stiffness was probed; hessian_eigenvectors: the top Ritz vectors of the Hessian, when its
+    eigenvalues were probed."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     stiffness_matrix: Tensor | None = None
+    hessian_eigenvectors: Tensor | None = None  # (top_k, P): where the next probe's Lanczos may start
 
 
 def compute_probes(
@@ -40,6 +42,7 @@ def compute_probes(
     covariance_batches: tuple[Tensor, Tensor] | None = None,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    hessian_start: Tensor | None = None,
 ) -> ProbeResults:
     """Results of the probes that are given options (``None``: not run).
 
@@ -49,6 +52,8 @@ def compute_probes(
     examples of the cross-entropy of the model's logits. The model's train/eval flags, parameters'
     ``.grad`` and the global RNG are untouched; randomness comes from ``generator`` only.
     Fisher, the per-example covariance and stiffness share one pass of per-example gradients.
+    ``hessian_start``: the previous probe's ``hessian_eigenvectors``, where Lanczos starts when
+    ``hessian.warm_start`` is set.
     """
     # Autocast off for the whole call: Lanczos vectors and Gram products too, not only the passes.
     with full_precision(model):
@@ -79,7 +84,10 @@ def compute_probes(
                 )
             metrics.update(minibatch_covariance_metrics(model, batch_inputs, batch_labels, covariance, chunk_size))
         if hessian is not None:
-            metrics.update(
-                hessian_metrics(model, inputs, labels, hessian, chunk_size=chunk_size, generator=generator)
-            )
+            vectors: list[Tensor] = []
+            metrics.update(hessian_metrics(
+                model, inputs, labels, hessian, chunk_size=chunk_size, generator=generator,
+                start=hessian_start, eigenvectors=vectors,
+            ))
+            results.hessian_eigenvectors = vectors[0] if vectors else None
     return results

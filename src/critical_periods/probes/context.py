@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 
 FULL_PRECISION = (torch.float32, torch.float64)
@@ -21,6 +21,22 @@ def check_full_precision(model: nn.Module) -> None:
                 f"probes need float32 or float64 parameters, but {name} is {parameter.dtype}: use "
                 f"trainer.precision=32-true, bf16-mixed or 16-mixed (not a '-true' half precision), or probes=none"
             )
+
+
+def check_class_logits(logits: Tensor, examples: int) -> Tensor:
+    """The model's output, if it is (N, C) class logits for the N examples given; else a one-line error.
+
+    Sequence outputs (N, C, T) would make the probes' cross-entropy a per-position loss whose labels
+    the probe set does not have: the model must reduce over positions itself.
+    """
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or logits.shape[0] != examples:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"the probes need the model to return logits of shape (N, C) = ({examples}, classes), one row per "
+            f"example, but it returned {shape}: reduce extra dimensions (e.g. pool or take the last time step) "
+            "inside the model's forward"
+        )
+    return logits
 
 
 @contextmanager

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from critical_periods.record import metric_names as names
-from critical_periods.probes.context import probe_mode
+from critical_periods.probes.context import check_class_logits, probe_mode
 from critical_periods.stopping import raise_if_stop_requested
 
 
@@ -134,7 +134,8 @@ def minibatch_gradients(
             for start in range(l * batch, (l + 1) * batch, chunk):
                 raise_if_stop_requested()
                 stop = min(start + chunk, (l + 1) * batch)
-                loss = F.cross_entropy(model(inputs[start:stop]), labels[start:stop], reduction="sum") / batch
+                logits = check_class_logits(model(inputs[start:stop]), stop - start)
+                loss = F.cross_entropy(logits, labels[start:stop], reduction="sum") / batch
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
                 for piece, g in zip(row.split(sizes), grads):
                     if g is not None:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from critical_periods.probes.context import probe_mode
+from critical_periods.probes.context import check_class_logits, probe_mode
 from critical_periods.record import metric_names as names
 from critical_periods.stopping import raise_if_stop_requested
 
@@ -25,13 +25,18 @@ class HessianOptions:
     """top_k: eigenvalues lambda_H^1..k (0: none); tolerance: relative residual at which Lanczos stops;
     max_iterations: at most that many Hessian-vector products for Lanczos; basis_size: at most that
     many stored Lanczos vectors (thick restart when full; see :func:`top_eigenvalues`);
-    trace_samples: Rademacher vectors (Hessian-vector products) for Hutchinson's tr H (0: skip)."""
+    trace_samples: Rademacher vectors (Hessian-vector products) for Hutchinson's tr H (0: skip);
+    warm_start: start Lanczos from the previous probe's top Ritz vectors (the callback keeps them
+    between probes) instead of a random vector: fewer products when the weights moved little, but a
+    probe's value then depends on the previous probe too (to within ``tolerance``), so a resumed or
+    branched run no longer reproduces it bit for bit."""
 
     top_k: int = 1
     tolerance: float = 1e-3
     max_iterations: int = 100
     basis_size: int = 20
     trace_samples: int = 10
+    warm_start: bool = False
 
 
 class HessianOperator:
@@ -70,7 +75,8 @@ class HessianOperator:
             return self._single_chunk_gradient
         x = self.inputs[start : start + self.chunk_size]
         y = self.labels[start : start + self.chunk_size]
-        loss = F.cross_entropy(self.model(x), y, reduction="sum") / self.inputs.shape[0]
+        logits = check_class_logits(self.model(x), x.shape[0])
+        loss = F.cross_entropy(logits, y, reduction="sum") / self.inputs.shape[0]
         gradient = list(torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True))
         if single_chunk:
             self._single_chunk_gradient = gradient
@@ -102,6 +108,16 @@ def _default_generator(generator: torch.Generator | None) -> torch.Generator:
     return generator if generator is not None else torch.Generator().manual_seed(0)
 
 
+@dataclass
+class LanczosResult:
+    """values: (k,) float64, descending; vectors: (k, n) their Ritz vectors, unit norm, in the operator's
+    dtype; iterations: operator products taken."""
+
+    values: Tensor
+    vectors: Tensor
+    iterations: int
+
+
 def top_eigenvalues(
     operator,
     k: int = 1,
@@ -110,6 +126,25 @@ def top_eigenvalues(
     generator: torch.Generator | None = None,
     basis_size: int = 20,
 ) -> Tensor:
+    """The k largest (algebraic) eigenvalues of a symmetric operator, descending, float64:
+    ``lanczos(...).values`` (see :func:`lanczos`).
+
+    >>> A = torch.diag(torch.tensor([3.0, -5.0, 1.0, 0.5], dtype=torch.float64))
+    >>> [round(value, 12) for value in top_eigenvalues(A, k=2).tolist()]
+    [3.0, 1.0]
+    """
+    return lanczos(operator, k, tolerance, max_iterations, generator, basis_size).values
+
+
+def lanczos(
+    operator,
+    k: int = 1,
+    tolerance: float = 1e-3,
+    max_iterations: int = 100,
+    generator: torch.Generator | None = None,
+    basis_size: int = 20,
+    start: Tensor | None = None,
+) -> LanczosResult:
     """The k largest (algebraic) eigenvalues of a symmetric operator, descending, float64.
 
     Thick-restart Lanczos (Wu & Simon 2000) with full reorthogonalisation, in the operator's dtype and
@@ -124,8 +159,10 @@ def top_eigenvalues(
 
     Memory: ``basis_size + 1`` vectors of length n, plus as many during a restart (ResNet-18, 11M
     parameters, float32, basis 20: about 1.8 GB at the peak), whatever ``max_iterations`` is. Starts
-    from a vector drawn from ``generator``. Unconverged values are still returned, with a warning; a
-    non-finite operator gives NaN with a warning. A pending stop request
+    from a vector drawn from ``generator``, or from ``start`` ((n,) or (m, n): their sum, e.g. the
+    previous probe's top Ritz vectors, so the Krylov space begins near the eigenvectors sought).
+    Unconverged values are still returned, with a warning; a non-finite operator gives NaN with a
+    warning. A pending stop request
     (:mod:`critical_periods.stopping`) is honoured between iterations.
 
     (Not scipy's ARPACK ``eigsh``: it reorthogonalises on the host in float64, which at 0.5M
@@ -133,8 +170,9 @@ def top_eigenvalues(
     vector to the host.)
 
     >>> A = torch.diag(torch.tensor([3.0, -5.0, 1.0, 0.5], dtype=torch.float64))
-    >>> [round(value, 12) for value in top_eigenvalues(A, k=2).tolist()]
-    [3.0, 1.0]
+    >>> result = lanczos(A, k=1, tolerance=1e-10, start=torch.tensor([1.0, 0.1, 0.1, 0.1]).double())
+    >>> round(float(result.values[0]), 12), result.vectors[0].abs().argmax().item()
+    (3.0, 0)
     """
     n = operator.shape[0]
     dtype = getattr(operator, "dtype", torch.float64)
@@ -144,14 +182,20 @@ def top_eigenvalues(
     keep = min(k + (size - k) // 2, size - 1)
     rounding = 100 * torch.finfo(dtype).eps
 
-    v = torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device).to(device, dtype)
+    if start is not None:
+        v = start.reshape(-1, n).to(device, torch.float64).sum(0).to(dtype)
+    else:
+        v = torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device).to(device, dtype)
     basis = torch.empty(size + 1, n, dtype=dtype, device=device)  # rows: orthonormal vectors
     basis[0] = v / v.norm()
     projected = torch.zeros(size, size, dtype=torch.float64)  # V^T A V
     top = torch.empty(0, dtype=torch.float64)
+    top_vectors = torch.empty(0, n, dtype=dtype, device=device)
     j = 0  # basis vectors whose products are in `projected`
+    iterations = 0
     for _ in range(max_iterations):
         raise_if_stop_requested()
+        iterations += 1
         w = operator @ basis[j]
         coefficients = torch.zeros(j + 1, dtype=dtype, device=device)
         for _ in range(2):  # full reorthogonalisation, twice ("twice is enough")
@@ -162,15 +206,19 @@ def top_eigenvalues(
         beta = float(w.norm())
         if not (math.isfinite(beta) and bool(torch.isfinite(coefficients).all())):
             warnings.warn("Lanczos met a non-finite operator product", RuntimeWarning)
-            return torch.full((k,), float("nan"), dtype=torch.float64)
+            return LanczosResult(torch.full((k,), float("nan"), dtype=torch.float64), top_vectors, iterations)
         ritz_values, ritz_vectors = torch.linalg.eigh(projected[: j + 1, : j + 1])
         top = ritz_values.flip(0)[:k]
+        top_coefficients = ritz_vectors.flip(1)[:, :k]  # (j + 1, k)
         residuals = (beta * ritz_vectors[-1].flip(0)[:k]).abs()
         scale = float(ritz_values.abs().max())
         invariant = beta <= rounding * max(scale, 1e-30)
-        if invariant or (
+        converged = invariant or (
             len(top) == k and bool((residuals <= torch.clamp(tolerance * top.abs(), min=rounding * scale)).all())
-        ):
+        )
+        if converged or iterations == max_iterations:  # before a restart rewrites the basis
+            top_vectors = top_coefficients.T.to(dtype=dtype, device=device) @ basis[: j + 1]
+        if converged:
             break
         basis[j + 1] = w / beta
         j += 1
@@ -189,7 +237,7 @@ def top_eigenvalues(
         )
     if len(top) < k:  # the start vector lay in an invariant subspace smaller than k
         top = torch.cat([top, torch.full((k - len(top),), float("nan"), dtype=torch.float64)])
-    return top
+    return LanczosResult(top, top_vectors, iterations)
 
 
 def hutchinson_trace(operator, samples: int, generator: torch.Generator | None = None) -> float:
@@ -222,20 +270,28 @@ def hessian_metrics(
     *,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    start: Tensor | None = None,
+    eigenvectors: list[Tensor] | None = None,
 ) -> dict[str, float]:
     """Curvature of the mean cross-entropy on the probe set.
 
     Keys: ``curvature/lambda_h1`` ... ``curvature/lambda_h<top_k>`` (largest first) and
-    ``curvature/trace_h`` (Hutchinson, ``trace_samples`` Hessian-vector products).
+    ``curvature/trace_h`` (Hutchinson, ``trace_samples`` Hessian-vector products). ``start``: the
+    Lanczos start (see :func:`lanczos`; used when ``options.warm_start``); the top Ritz vectors
+    found are appended to ``eigenvectors`` when it is given, to start the next probe from.
     """
     options = options or HessianOptions()
     operator = HessianOperator(model, inputs, labels, chunk_size)
     metrics: dict[str, float] = {}
     if options.top_k > 0:
-        values = top_eigenvalues(
-            operator, options.top_k, options.tolerance, options.max_iterations, generator, options.basis_size
+        usable = start is not None and options.warm_start and start.shape[-1] == operator.shape[0]
+        result = lanczos(
+            operator, options.top_k, options.tolerance, options.max_iterations, generator, options.basis_size,
+            start=start if usable else None,
         )
-        metrics.update({names.lambda_h(i + 1): float(v) for i, v in enumerate(values)})
+        if eigenvectors is not None and len(result.vectors):
+            eigenvectors.append(result.vectors)
+        metrics.update({names.lambda_h(i + 1): float(v) for i, v in enumerate(result.values)})
     if options.trace_samples > 0:
         metrics[names.TRACE_H] = hutchinson_trace(operator, options.trace_samples, generator)
     return metrics

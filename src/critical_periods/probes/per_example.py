@@ -20,6 +20,10 @@ the cheapest exact form:
 * anything else (LayerNorm, custom parameters, 0-dim parameters, ``padding="same"``...), and every
   module owning a parameter that another module owns too (tied weights, ``b.weight = a.weight``):
   ``torch.func`` ``vmap(grad(functional_call))`` over the examples, restricted to those parameters.
+  A model containing a recurrent layer (``nn.LSTM``/``nn.GRU``/``nn.RNN``: their fused kernels have no
+  batching rule, and vmap breaks on them) gets the same gradients from one backward pass instead: each
+  example runs through its own copy of those parameters (a leaf of shape (n, *p.shape), row i used by
+  example i only), so the gradient with respect to the leaf is the per-example gradients, stacked.
 
 Sums over positions and over repeated calls of a module are handled by the dense forms, so weight
 sharing within a forward pass is exact too. A tied parameter's per-example gradient is the sum over
@@ -42,7 +46,14 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from critical_periods.probes.context import check_class_logits
+
 ROOT_LAYER = "root"
+
+# Prepared layer inputs (patch matrices: K times a convolution's input) are kept across the directions
+# of one chunk while they total at most this many elements (256 MB in float32); past it, each
+# direction prepares them again, one layer at a time.
+PREPARED_INPUT_BUDGET = 1 << 26
 
 Method = Literal["auto", "functional"]
 
@@ -96,25 +107,30 @@ class FactoredGradients:
 
 class DenseGradients:
     """Explicit per-example gradients, flattened: (n, P_layer), given as a tensor or as a function that
-    forms them, called each time they are needed, so only one layer's are alive at a time."""
+    forms them in parts (e.g. weight and bias: (n, P_weight), (n, P_bias)), called each time they are
+    needed, so only one layer's are alive at a time. Norms and Gram matrices are summed over the
+    parts, which are concatenated only when the whole rows are asked for."""
 
-    def __init__(self, gradients: Tensor | Callable[[], Tensor], n: int | None = None) -> None:
+    def __init__(self, gradients: Tensor | Callable[[], list[Tensor]], n: int | None = None) -> None:
         self._source = gradients
         self._n = gradients.shape[0] if isinstance(gradients, Tensor) else n
 
+    def parts(self) -> list[Tensor]:
+        return [self._source] if isinstance(self._source, Tensor) else self._source()
+
     @property
     def gradients(self) -> Tensor:
-        return self._source if isinstance(self._source, Tensor) else self._source()
+        parts = self.parts()
+        return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
     def __len__(self) -> int:
         return self._n
 
     def squared_norms(self) -> Tensor:
-        return _squared_norms(self.gradients)
+        return sum(_squared_norms(part) for part in self.parts())
 
     def gram(self) -> Tensor:
-        g = self.gradients
-        return (g @ g.T).double()
+        return sum((part @ part.T).double() for part in self.parts())
 
 
 def cross_gram(first: LayerGradients, second: LayerGradients) -> Tensor:
@@ -198,15 +214,15 @@ def _has_hook_formula(module: nn.Module) -> bool:
     return False
 
 
-def _linear_dense(module: nn.Linear, a: Tensor, d: Tensor) -> Tensor:
+def _linear_dense(module: nn.Linear, a: Tensor, d: Tensor) -> list[Tensor]:
     a = a.reshape(a.shape[0], -1, a.shape[-1])  # (n, T, in)
     d = d.reshape(d.shape[0], -1, d.shape[-1])  # (n, T, out)
     parts = []
     if _trainable(module, "weight"):
-        parts.append(torch.einsum("nto,nti->noi", d, a).flatten(1))
+        parts.append(torch.bmm(d.transpose(1, 2), a).flatten(1))  # (n, out, in)
     if _trainable(module, "bias"):
         parts.append(d.sum(1))
-    return torch.cat(parts, 1)
+    return parts
 
 
 def _conv_patches(module: nn.Conv1d | nn.Conv2d, a: Tensor) -> Tensor:
@@ -224,37 +240,68 @@ def _conv_patches(module: nn.Conv1d | nn.Conv2d, a: Tensor) -> Tensor:
     return a
 
 
-def _conv_dense(module: nn.Conv1d | nn.Conv2d, a: Tensor, d: Tensor) -> Tensor:
+def _conv_patch_matrix(module: nn.Conv1d | nn.Conv2d, a: Tensor) -> Tensor:
+    """(n, groups, T, C_in/groups * K), contiguous: the patches laid out for one batched matrix product
+    per direction (formed once per chunk, reused by every direction)."""
     n, groups = a.shape[0], module.groups
     kernel = math.prod(module.kernel_size)
     patches = _conv_patches(module, a)  # (n, C_in, *out, *k)
     positions = math.prod(patches.shape[2 : 2 + len(module.kernel_size)])
     patches = patches.reshape(n, groups, -1, positions, kernel)  # (n, g, C_in/g, T, K)
+    return patches.permute(0, 1, 3, 2, 4).reshape(n, groups, positions, -1).contiguous()
+
+
+def _conv_dense(module: nn.Conv1d | nn.Conv2d, patches: Tensor, d: Tensor) -> list[Tensor]:
+    n, groups, positions, _ = patches.shape
     d = d.reshape(n, groups, -1, positions)  # (n, g, C_out/g, T)
     parts = []
     if _trainable(module, "weight"):
-        weight = torch.einsum("ngot,ngctk->ngock", d, patches)  # (n, g, C_out/g, C_in/g, K)
-        parts.append(weight.reshape(n, -1))  # = the weight's (C_out, C_in/g, *k) layout
+        # (n, g, C_out/g, C_in/g * K) = the weight's (C_out, C_in/g, *k) layout
+        parts.append(torch.matmul(d, patches).reshape(n, -1))
     if _trainable(module, "bias"):
         parts.append(d.sum(3).reshape(n, -1))
-    return torch.cat(parts, 1)
+    return parts
 
 
-def _batchnorm_dense(module: _BatchNorm, a: Tensor, d: Tensor) -> Tensor:
+def _batchnorm_normalised(module: _BatchNorm, a: Tensor) -> Tensor:
     shape = (1, -1) + (1,) * (a.dim() - 2)
-    normalised = (a - module.running_mean.view(shape)) / torch.sqrt(
-        module.running_var.view(shape) + module.eps
-    )
-    positions = tuple(range(2, a.dim()))
+    return (a - module.running_mean.view(shape)) / torch.sqrt(module.running_var.view(shape) + module.eps)
+
+
+def _batchnorm_dense(module: _BatchNorm, normalised: Tensor, d: Tensor) -> list[Tensor]:
+    positions = tuple(range(2, normalised.dim()))
     parts = []
     if _trainable(module, "weight"):
         parts.append((d * normalised).sum(positions) if positions else d * normalised)
     if _trainable(module, "bias"):
         parts.append(d.sum(positions) if positions else d)
-    return torch.cat(parts, 1)
+    return parts
 
 
-def _hooked_layer_gradients(module: nn.Module, calls: list[tuple[Tensor, Tensor]]) -> LayerGradients:
+def _prepared_input(module: nn.Module, a: Tensor) -> Tensor:
+    """What the dense form needs of a layer's input, computed once per chunk: the patch matrix of a
+    convolution, the normalised input of a BatchNorm, the input itself for a Linear."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return _conv_patch_matrix(module, a)
+    if isinstance(module, _BatchNorm):
+        return _batchnorm_normalised(module, a)
+    return a
+
+
+def _prepared_size(module: nn.Module, a: Tensor) -> int:
+    """Elements of ``_prepared_input(module, a)`` beyond ``a`` itself (which is kept anyway)."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        return _conv_patches(module, a).numel()  # a view: its shape is the patch matrix's size
+    if isinstance(module, _BatchNorm):
+        return a.numel()
+    return 0
+
+
+def _hooked_layer_gradients(
+    module: nn.Module, calls: list[tuple[Tensor, Tensor]], prepared: bool = False
+) -> LayerGradients:
+    """From each call's input (``prepared``: already through :func:`_prepared_input`) and output
+    gradient; a layer called several times (weight sharing) gets the sum over its calls."""
     if isinstance(module, nn.Linear) and len(calls) == 1 and calls[0][0].dim() == 2:
         a, d = calls[0]
         return FactoredGradients(a, d, _trainable(module, "weight"), _trainable(module, "bias"))
@@ -264,7 +311,17 @@ def _hooked_layer_gradients(module: nn.Module, calls: list[tuple[Tensor, Tensor]
         dense = _batchnorm_dense
     else:
         dense = _conv_dense
-    return DenseGradients(lambda: sum(dense(module, a, d) for a, d in calls), n=calls[0][0].shape[0])
+
+    def form(a: Tensor, d: Tensor) -> list[Tensor]:
+        return dense(module, a if prepared else _prepared_input(module, a), d)
+
+    def parts() -> list[Tensor]:
+        total = form(*calls[0])
+        for a, d in calls[1:]:
+            total = [part + more for part, more in zip(total, form(a, d))]
+        return total
+
+    return DenseGradients(parts, n=calls[0][0].shape[0])
 
 
 class PerExampleGradients:
@@ -295,14 +352,20 @@ class PerExampleGradients:
         else:
             raise ValueError(f"unknown method {method!r}")
         self._functional = [name for name in layers if name not in self._hooked]
+        # vmap cannot batch the fused recurrent kernels: per-example parameter copies instead
+        self._copies_per_example = any(isinstance(m, nn.RNNBase) for m in model.modules())
+        self._copies_graph: tuple[Tensor, dict[str, Tensor]] | None = None  # built at the first call
         self._layer_order = list(layers)
         self._calls: dict[str, list[tuple[Tensor, Tensor]]] = {name: [] for name in self._hooked}
+        self._prepared: dict[str, list[Tensor]] = {}  # layer -> its calls' prepared inputs, within budget
+        self._prepared_size = 0
         handles = [m.register_forward_hook(self._capture(name)) for name, m in self._hooked.items()]
         try:
             self._logits = model(inputs)
         finally:
             for handle in handles:
                 handle.remove()
+        check_class_logits(self._logits, inputs.shape[0])
         self.logits = self._logits.detach()
 
     def _capture(self, name: str):
@@ -324,15 +387,28 @@ class PerExampleGradients:
             grads_iter = iter(grads)
             for name, calls in self._calls.items():
                 with_grads = []
-                for a, out in calls:
+                inputs, prepared = self._prepared_inputs(name)
+                for a, (_, out) in zip(inputs, calls):
                     g = next(grads_iter)
                     with_grads.append((a, torch.zeros_like(out) if g is None else g))
                 if with_grads:  # a layer never called in forward has no gradient to report
-                    blocks[name] = _hooked_layer_gradients(self._hooked[name], with_grads)
+                    blocks[name] = _hooked_layer_gradients(self._hooked[name], with_grads, prepared)
         if self._functional:
             blocks.update(self._functional_gradients(direction))
         # in named_modules() order, so concatenated gradients follow model.parameters()
         return {name: blocks[name] for name in self._layer_order if name in blocks}
+
+    def _prepared_inputs(self, name: str) -> tuple[list[Tensor], bool]:
+        """The layer's calls' prepared inputs (True) if they are kept within the budget, else its raw
+        inputs (False), to be prepared when its gradients are formed and dropped right after."""
+        if name not in self._prepared:
+            raw = [a for a, _ in self._calls[name]]
+            size = sum(_prepared_size(self._hooked[name], a) for a in raw)
+            if self._prepared_size + size > PREPARED_INPUT_BUDGET:
+                return raw, False
+            self._prepared[name] = [_prepared_input(self._hooked[name], a) for a in raw]
+            self._prepared_size += size
+        return self._prepared[name], True
 
     def _functional_gradients(self, direction: Tensor) -> dict[str, DenseGradients]:
         prefixes = {name: ("" if name == ROOT_LAYER else name + ".") for name in self._functional}
@@ -345,16 +421,39 @@ class PerExampleGradients:
         # named_parameters() names a tied parameter once (its first owner): functional_call then
         # substitutes it at every use, and its gradient is the sum over the uses.
         params = {n: p.detach() for n, p in self.model.named_parameters() if n in owned}
-
-        def contracted_logits(params: dict[str, Tensor], x: Tensor, v: Tensor) -> Tensor:
-            return (functional_call(self.model, params, (x.unsqueeze(0),)).squeeze(0) * v).sum()
-
-        per_example = vmap(grad(contracted_logits), in_dims=(None, 0, 0))(params, self.inputs, direction)
+        if self._copies_per_example:
+            per_example = self._gradients_through_copies(params, direction)
+        else:
+            per_example = self._vmapped_gradients(params, direction)
         columns: dict[str, list[Tensor]] = {layer: [] for layer in self._functional}
         for pname, g in per_example.items():  # dict order = named_parameters order
             columns[owned[pname]].append(g.reshape(g.shape[0], -1))  # (n,) for a 0-dim parameter
         # detach: the result still depends on the other (live) parameters through functional_call
         return {layer: DenseGradients(torch.cat(cols, 1).detach()) for layer, cols in columns.items() if cols}
+
+    def _vmapped_gradients(self, params: dict[str, Tensor], direction: Tensor) -> dict[str, Tensor]:
+        def contracted_logits(params: dict[str, Tensor], x: Tensor, v: Tensor) -> Tensor:
+            return (functional_call(self.model, params, (x.unsqueeze(0),)).squeeze(0) * v).sum()
+
+        return vmap(grad(contracted_logits), in_dims=(None, 0, 0))(params, self.inputs, direction)
+
+    def _gradients_through_copies(self, params: dict[str, Tensor], direction: Tensor) -> dict[str, Tensor]:
+        """One forward per example (once per chunk), each with its own row of (n, *p.shape) leaves;
+        then one backward pass per direction gives every example's gradient in its row."""
+        if self._copies_graph is None:
+            n = self.inputs.shape[0]
+            copies = {name: p.expand(n, *p.shape).clone().requires_grad_() for name, p in params.items()}
+            logits = torch.cat([
+                functional_call(self.model, {name: c[i] for name, c in copies.items()}, (self.inputs[i : i + 1],))
+                for i in range(n)
+            ])
+            self._copies_graph = (logits, copies)
+        logits, copies = self._copies_graph
+        names = list(copies)
+        grads = torch.autograd.grad(
+            logits, [copies[name] for name in names], grad_outputs=direction, retain_graph=True, allow_unused=True
+        )
+        return {name: torch.zeros_like(copies[name]) if g is None else g for name, g in zip(names, grads)}
 
     def _module(self, layer: str) -> nn.Module:
         return self.model if layer == ROOT_LAYER else self.model.get_submodule(layer)

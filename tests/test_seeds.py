@@ -189,7 +189,8 @@ def test_an_unvectorisable_model_runs_its_seeds_one_after_another(tmp_path):
 
 def test_a_killed_group_resumes_every_seed_from_its_checkpoint(tmp_path):
     sweep_dir = tmp_path / "group"
-    args = ["-m", *GROUP_RUN, *MODELS["mlp"], "probes=none", "schedule.epochs_after_deficit=150", f"hydra.sweep.dir={sweep_dir}",
+    no_probes = [o for o in GROUP_RUN if not o.startswith("probes")]
+    args = ["-m", *no_probes, *MODELS["mlp"], "probes=none", "schedule.epochs_after_deficit=150", f"hydra.sweep.dir={sweep_dir}",
             "hydra/launcher=seeds"]
     env = {**os.environ, "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "critical_periods.train", *args], cwd=tmp_path, env=env,

@@ -142,11 +142,21 @@ class SeedCallbacks(pl.Callback):
             for callback in self.callbacks[s]:
                 callback.on_train_start(*self._views[s])
 
+    @staticmethod
+    def _wants_batch_end(callback: pl.Callback, step: int) -> bool:
+        # Most steps need no per-seed call at all: a call per seed and step would cost more than the
+        # vectorised step saves on a small model.
+        if not hasattr(callback, "early_steps"):
+            return True
+        return getattr(callback, "delta_loss", None) is not None or step in callback.early_steps
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         for s in self._live(pl_module):
             synced = False
             for callback in self.callbacks[s]:
+                if not self._wants_batch_end(callback, step):
+                    continue
                 if step in getattr(callback, "early_steps", ()) and not synced:
                     self._sync(pl_module, s)
                     synced = True

@@ -14,7 +14,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from critical_periods.metric_names import DEFICIT_ACTIVE, LR, TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_DEFICIT_ACC, VAL_LOSS
 from critical_periods.schedule import LrFactor
@@ -29,7 +28,8 @@ def seed_tag(s: int) -> str:
 
 def per_seed_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy of every seed's batch: ``(S, B, C)``, ``(S, B)`` -> ``(S,)``."""
-    return torch.vmap(F.cross_entropy)(logits, y)
+    seeds, batch = y.shape
+    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(seeds, batch).mean(dim=1)
 
 
 class StackedClassifier(pl.LightningModule):
@@ -49,8 +49,6 @@ class StackedClassifier(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.lr_factor = lr_factor
         self.diverged: list[int | None] = [None] * self.seeds
-        metrics = lambda: nn.ModuleList(MulticlassAccuracy(num_classes, average="micro") for _ in range(self.seeds))  # noqa: E731
-        self.val_acc, self.val_deficit_acc, self.test_acc = metrics(), metrics(), metrics()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return stacked_forward(self.model, x)
@@ -96,25 +94,27 @@ class StackedClassifier(pl.LightningModule):
         if all(d is not None for d in self.diverged):
             self.trainer.should_stop = True
 
-    def _evaluate(self, batch, metric: nn.ModuleList, acc_name: str, loss_name: str | None) -> None:
+    def _evaluate(self, batch, acc_name: str, loss_name: str | None) -> None:
         x, y = batch
         logits = self(x)
         batch_size = y.shape[1]  # Lightning would take S from the stacked batch
+        # Accuracy as a batch-size-weighted mean over the epoch's batches: the micro accuracy the lone
+        # run's torchmetrics object computes, without S metric objects' per-batch updates.
+        accuracy = (logits.argmax(dim=2) == y).float().mean(dim=1)
+        losses = per_seed_cross_entropy(logits, y) if loss_name is not None else None
         for s in range(self.seeds):
-            metric[s](logits[s], y[s])
-            if loss_name is not None:
-                self.log(seed_tag(s) + loss_name, F.cross_entropy(logits[s], y[s]), add_dataloader_idx=False,
-                         batch_size=batch_size)
-            self.log(seed_tag(s) + acc_name, metric[s], add_dataloader_idx=False, batch_size=batch_size)
+            if losses is not None:
+                self.log(seed_tag(s) + loss_name, losses[s], add_dataloader_idx=False, batch_size=batch_size)
+            self.log(seed_tag(s) + acc_name, accuracy[s], add_dataloader_idx=False, batch_size=batch_size)
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         if self._datamodule_says("is_deficit_view", dataloader_idx):
-            self._evaluate(batch, self.val_deficit_acc, VAL_DEFICIT_ACC, None)
+            self._evaluate(batch, VAL_DEFICIT_ACC, None)
         else:
-            self._evaluate(batch, self.val_acc, VAL_ACC, VAL_LOSS)
+            self._evaluate(batch, VAL_ACC, VAL_LOSS)
 
     def test_step(self, batch, batch_idx):
-        self._evaluate(batch, self.test_acc, TEST_ACC, TEST_LOSS)
+        self._evaluate(batch, TEST_ACC, TEST_LOSS)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         # As ClassifierModule: the schedule's lambda is always this group's own, never the checkpoint's.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
@@ -54,8 +55,75 @@ def group_size(stacked: nn.Module) -> int:
     return next(stacked.parameters()).shape[0]
 
 
-def stacked_forward(stacked: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Seed ``s``'s model on ``x[s]``, for every ``s``: inputs ``(S, B, ...)`` -> outputs ``(S, B, ...)``."""
+# Elementwise layers: applied to (S, B, ...) as they are.
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.Identity)
+
+
+def _chain_classes() -> tuple[type, ...]:
+    from critical_periods.models.conv1d import Conv1DNet
+    from critical_periods.models.mlp import MLP
+
+    return (MLP, Conv1DNet)  # their forward applies their children in registration order
+
+
+def _leaves(module: nn.Module) -> list[nn.Module] | None:
+    out = []
+    for child in module.children():
+        if isinstance(child, nn.Sequential):
+            inner = _leaves(child)
+            if inner is None:
+                return None
+            out.extend(inner)
+        elif isinstance(child, ELEMENTWISE + (nn.Linear,)):
+            out.append(child)
+        elif isinstance(child, nn.Flatten) and child.start_dim == 1 and child.end_dim == -1:
+            out.append(child)
+        elif isinstance(child, nn.Conv1d) and child.padding_mode == "zeros" and isinstance(child.padding, tuple):
+            out.append(child)
+        else:
+            return None
+    return out
+
+
+def layer_chain(stacked: nn.Module) -> list[nn.Module] | None:
+    """The layers of ``stacked`` in the order its forward applies them, when it is a model known to be
+    such a chain of layers with batched forms here (the MLP, Conv1DNet); else ``None``."""
+    if not isinstance(stacked, _chain_classes()):
+        return None
+    return _leaves(stacked)
+
+
+def _batched(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer`` of every seed on its own slice of ``x`` (S, B, ...), with its stacked weights."""
+    if isinstance(layer, nn.Linear):
+        weight = layer.weight.transpose(1, 2)  # (S, in, out)
+        if layer.bias is None:
+            return torch.bmm(x, weight)
+        return torch.baddbmm(layer.bias.unsqueeze(1), x, weight)
+    if isinstance(layer, nn.Conv1d):
+        # One grouped convolution: seed s's channels are group s.
+        seeds, batch, channels, length = x.shape
+        weight = layer.weight.flatten(0, 1)  # (S * out, in / groups, k)
+        bias = layer.bias.flatten() if layer.bias is not None else None
+        out = F.conv1d(x.transpose(0, 1).reshape(batch, seeds * channels, length), weight, bias,
+                       layer.stride, layer.padding, layer.dilation, layer.groups * seeds)
+        return out.view(batch, seeds, layer.out_channels, -1).transpose(0, 1)
+    if isinstance(layer, nn.Flatten):
+        return x.flatten(2)
+    return layer(x)  # elementwise
+
+
+def stacked_forward(stacked: nn.Module, x: torch.Tensor, vmapped: bool | None = None) -> torch.Tensor:
+    """Seed ``s``'s model on ``x[s]``, for every ``s``: inputs ``(S, B, ...)`` -> outputs ``(S, B, ...)``.
+
+    The MLP and Conv1DNet run as batched matrix products and one grouped convolution per layer:
+    ``vmap(functional_call)`` costs more than the arithmetic for small models (the per-call
+    reparametrisation of every module). Other models, or ``vmapped=True``, go through vmap."""
+    chain = None if vmapped else layer_chain(stacked)
+    if chain is not None:
+        for layer in chain:
+            x = _batched(layer, x)
+        return x
     params = dict(stacked.named_parameters())
     buffers = dict(stacked.named_buffers())
 

@@ -1,0 +1,79 @@
+"""Seeds in one process: the wall and CPU time of S seeds trained as one vectorised group
+(``hydra/launcher=seeds``) against the same S jobs under Hydra's basic launcher (one after another
+in one process), for several models, with probes off and with ``probes=fisher``.
+
+    python benchmarks/seeds.py                                   # the full grid (long)
+    python benchmarks/seeds.py --models w64 --probes fisher --seeds 1 8 --epochs 60
+
+Each cell is one real multirun in a fresh process (``logger=none``, ``trainer=cpu``, one torch
+thread), timed from outside: wall time, and CPU time from ``getrusage(RUSAGE_CHILDREN)``. Start-up
+(interpreter, imports, config composition) is measured once as the CPU time of ``--cfg job`` (which
+composes the config and exits) and subtracted from both sides of the ratio, as both pay it once.
+Peak memory (max RSS of the process) is printed too: it grows with the group size. Run it on an idle
+machine (check ``uptime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MODELS = {
+    "mlp": ["model=mlp"],                       # the default MLP, 551k parameters
+    "w64": ["model=mlp", "model.widths=[64,64]"],
+    "conv1d": ["model=conv1d"],                 # 12k parameters
+}
+PROBES = {"none": ["probes=none"], "fisher": ["probes=fisher"]}
+
+
+def timed(args: list[str], cwd: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MB) of ``python -m critical_periods.train ARGS``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "critical_periods.train", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, after.ru_maxrss / 1024  # the largest child so far: runs go in growing S
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--probes", nargs="+", default=list(PROBES), choices=list(PROBES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 4, 8, 16])
+    parser.add_argument("--epochs", type=int, default=60)
+    args = parser.parse_args()
+
+    common = ["logger=none", "trainer=cpu", "trainer.enable_progress_bar=false", "threads=1",
+              "schedule.mode=fixed", f"schedule.epochs={args.epochs}", f"deficit.length={min(20, args.epochs // 3)}"]
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        startup = timed(["--cfg", "job", *common], root)[1]
+        print(f"start-up CPU time (subtracted): {startup:.2f} s; load: {os.getloadavg()[0]:.2f}")
+        print("| model | probes | S | basic wall s | basic CPU s | group wall s | group CPU s | CPU ratio (less start-up) | group peak RSS MB |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for model in args.models:
+            for probes in args.probes:
+                for seeds in args.seeds:
+                    grid = [*common, *MODELS[model], *PROBES[probes], "seed=" + ",".join(map(str, range(seeds)))]
+                    cell = root / f"{model}-{probes}-{seeds}"
+                    basic = timed(["-m", *grid, f"hydra.sweep.dir={cell}/basic"], root)
+                    group = timed(["-m", *grid, f"hydra.sweep.dir={cell}/group", "hydra/launcher=seeds"], root)
+                    ratio = (group[1] - startup) / (basic[1] - startup)
+                    print(f"| {model} | {probes} | {seeds} | {basic[0]:.1f} | {basic[1]:.1f} | {group[0]:.1f} | "
+                          f"{group[1]:.1f} | {ratio:.2f} | {group[2]:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,8 +7,9 @@ in one process), for several models, with probes off and with ``probes=fisher``.
 
 Each cell is one real multirun in a fresh process (``logger=none``, ``trainer=cpu``, one torch
 thread), timed from outside: wall time, and CPU time from ``getrusage(RUSAGE_CHILDREN)``. Start-up
-(interpreter, imports, config composition) is measured once as the CPU time of ``--cfg job`` (which
-composes the config and exits) and subtracted from both sides of the ratio, as both pay it once.
+(interpreter, imports, config composition, generating the data, building the trainer) is measured
+per model as the CPU time of a ``debug=default`` run (two batches per stage) and subtracted from both
+sides of the ratio, as both pay it once.
 Peak memory (max RSS of the process) is printed too: it grows with the group size. Run it on an idle
 machine (check ``uptime``).
 """
@@ -59,11 +60,12 @@ def main() -> None:
               "schedule.mode=fixed", f"schedule.epochs={args.epochs}", f"deficit.length={min(20, args.epochs // 3)}"]
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        startup = timed(["--cfg", "job", *common], root)[1]
-        print(f"start-up CPU time (subtracted): {startup:.2f} s; load: {os.getloadavg()[0]:.2f}")
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
         print("| model | probes | S | basic wall s | basic CPU s | group wall s | group CPU s | CPU ratio (less start-up) | group peak RSS MB |")
         print("|---|---|---|---|---|---|---|---|---|")
         for model in args.models:
+            startup = timed([*common, *MODELS[model], "debug=default", "probes=none", f"hydra.run.dir={root}/debug-{model}"], root)[1]
+            print(f"{model}: start-up CPU time (subtracted) {startup:.2f} s", flush=True)
             for probes in args.probes:
                 for seeds in args.seeds:
                     grid = [*common, *MODELS[model], *PROBES[probes], "seed=" + ",".join(map(str, range(seeds)))]

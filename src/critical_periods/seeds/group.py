@@ -14,6 +14,7 @@ import logging
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from critical_periods.callbacks.stop import StopWhenRequested
 from critical_periods.loggers import build_loggers, logger_kind
-from critical_periods.records import FINISHED, Status, Summary, write_summary
+from critical_periods.records import FINISHED, SUMMARY_FILE, Status, Summary, write_summary
 from critical_periods.resume import trim_metrics
 from critical_periods.run_lock import RunFolderBusy, RunLock
 from critical_periods.seeds.checkpoint import GroupCheckpoint, group_checkpoint
@@ -254,7 +255,27 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
         write_summary(member.out_dir, member.summary)
         with hydra_config_of(member):
             mirror_to_wandb(member.cfg, member.out_dir, member.summary, None)
-        log.info("%s: %s, test error %s", member.summary.status, member.out_dir, member.summary.test_error)
+        with job_log(member):
+            log.info("%s: %s, test error %s -> %s", member.summary.status, member.out_dir, member.summary.test_error,
+                     member.out_dir / SUMMARY_FILE)
+
+
+@contextmanager
+def job_log(member: Member):
+    """Within it, log lines also go to the member's job log file (``<job name>.log``, as under the
+    basic launcher, where the whole run logs there)."""
+    if member.hydra_config is None:
+        yield
+        return
+    handler = logging.FileHandler(member.out_dir / f"{member.hydra_config.hydra.job.name}.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 class hydra_config_of:

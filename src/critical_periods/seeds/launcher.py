@@ -60,7 +60,7 @@ def launch_seed_groups(hydra_context: HydraContext, task_function: TaskFunction,
     runs: list[JobReturn | None] = [None] * len(sweep_configs)
     for group in groups:
         configs = [sweep_configs[i] for i in group]
-        returns = run_group(hydra_context, task_function, configs) if len(group) > 1 else None
+        returns = run_group(hydra_context, task_function, configs, config) if len(group) > 1 else None
         if returns is None:  # one job, or a model that cannot be vectorised: the basic launcher's way
             returns = [run_basic(hydra_context, task_function, c, config) for c in configs]
         for index, job_return in zip(group, returns):
@@ -78,7 +78,7 @@ def run_basic(hydra_context: HydraContext, task_function: TaskFunction, sweep_co
 
 
 def run_group(hydra_context: HydraContext, task_function: TaskFunction,
-              sweep_configs: list[DictConfig]) -> list[JobReturn] | None:
+              sweep_configs: list[DictConfig], config: DictConfig) -> list[JobReturn] | None:
     """Set up every job's folder as ``run_job`` does, then train the jobs as one group. ``None``: the
     model cannot be vectorised (nothing was trained)."""
     resolved: list[DictConfig] = []
@@ -95,6 +95,9 @@ def run_group(hydra_context: HydraContext, task_function: TaskFunction,
 
     returns = [run_job(hydra_context=hydra_context, task_function=capture, config=c,
                        job_dir_key=JOB_DIR_KEY, job_subdir_key=JOB_SUBDIR_KEY) for c in sweep_configs]
+    # The group's lines go to the console, not into the last job's log file (each seed's own lines
+    # are added to its job's log by the group).
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     failed = [r for r in returns if r.status != JobStatus.COMPLETED]
     if failed:
         return returns

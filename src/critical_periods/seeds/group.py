@@ -1,0 +1,294 @@
+"""Which jobs of a multirun form a seed group, and training one group: ``train.train`` for S seeds
+at once, writing into every seed's folder what its lone run would write there.
+
+Each seed is prepared exactly as ``train.train`` prepares it (``seed_everything(seed)``, then data
+and model), so its initial weights, data order and deficit draws are its lone run's. Seeds whose
+folders are finished are skipped; the others are claimed, and those that start from the same point
+(fresh, or a checkpoint after the same epoch) train together.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from critical_periods.callbacks.stop import StopWhenRequested
+from critical_periods.loggers import build_loggers, logger_kind
+from critical_periods.records import FINISHED, SUMMARY_FILE, Status, Summary, write_summary
+from critical_periods.resume import trim_metrics
+from critical_periods.run_lock import RunFolderBusy, RunLock
+from critical_periods.seeds.checkpoint import GroupCheckpoint, group_checkpoint
+from critical_periods.seeds.data import StackedDataModule
+from critical_periods.seeds.fanout import SeedCallbacks, SeedLoggers, seed_row
+from critical_periods.seeds.module import StackedClassifier
+from critical_periods.seeds.stacked import not_vectorisable, stack_models
+from critical_periods.signals import stop_on_signals
+from critical_periods.stopping import clear_stop, raise_if_stop_requested
+from critical_periods.train import (
+    build_trainer, final_metrics, is_interruption, mirror_to_wandb, prepare, quiet_lightning, record_end,
+    resume_point, set_threads, summary_of,
+)
+from critical_periods.validation import check_config
+from critical_periods.wandb_run import wandb_run_id
+
+log = logging.getLogger(__name__)
+
+GROUPED_KEY = "seed"
+
+
+def group_key(job_config: DictConfig) -> str:
+    """What a job's config says besides its seed (``hydra`` and ``seed`` left out, interpolations
+    unresolved: ``${seed}`` reads the same in every job). Jobs with equal keys form a group."""
+    plain = OmegaConf.to_container(job_config, resolve=False)
+    plain.pop("hydra", None)
+    plain.pop(GROUPED_KEY, None)
+    return OmegaConf.to_yaml(OmegaConf.create(plain), sort_keys=True)
+
+
+def plan_groups(job_configs: Sequence[DictConfig], max_group: int) -> list[list[int]]:
+    """Indices of the jobs, in groups of at most ``max_group`` jobs differing only in seed, in order
+    of each group's first job (so a sweep's order is kept as far as grouping allows)."""
+    if not isinstance(max_group, int) or max_group < 1:
+        raise ValueError(f"hydra.launcher.max_group={max_group!r} is not allowed: it must be a whole number >= 1")
+    by_key: dict[str, list[int]] = {}
+    for index, job_config in enumerate(job_configs):
+        by_key.setdefault(group_key(job_config), []).append(index)
+    groups = []
+    for members in by_key.values():
+        groups.extend(members[i : i + max_group] for i in range(0, len(members), max_group))
+    return sorted(groups, key=lambda g: g[0])
+
+
+@dataclass
+class Member:
+    """One seed of a group, from its resolved config to its record."""
+
+    index: int
+    cfg: DictConfig
+    out_dir: Path
+    config: dict[str, Any]
+    hydra_config: DictConfig | None = None
+    prepared: tuple | None = None  # (datamodule, epochs, ClassifierModule, probe callbacks)
+    previous: Summary | None = None
+    checkpoint: Path | None = None
+    resumed_from: int | None = None
+    lock: RunLock | None = None
+    summary: Summary | None = None
+    loggers: list = field(default_factory=list)
+
+
+def train_group(cfgs: Sequence[DictConfig], hydra_configs: Sequence[DictConfig] | None = None) -> list[Summary | None] | None:
+    """Train the jobs ``cfgs`` (resolved configs differing only in seed) as one vectorised model.
+
+    Returns each job's summary as ``train.train`` would (``None``: another process holds its
+    folder), or ``None`` for the whole group when the model cannot be vectorised (the caller then
+    runs the jobs one after another). ``hydra_configs``: each job's full config while it ran under
+    Hydra (W&B names the run from it).
+    """
+    quiet_lightning()
+    clear_stop()
+    results: list[Summary | None] = [None] * len(cfgs)
+    pending: list[Member] = []
+    for index, cfg in enumerate(cfgs):
+        out_dir = Path(cfg.paths.output_dir)
+        check_config(cfg)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        previous, _, _ = resume_point(out_dir, config)
+        if previous is not None and previous.status in FINISHED:
+            log.info("skipped: %s already holds a %s run", out_dir, previous.status)
+            results[index] = previous
+            continue
+        pending.append(Member(index, cfg, out_dir, config, hydra_configs[index] if hydra_configs else None))
+    if not pending:
+        return results
+    set_threads(pending[0].cfg.get("threads"))
+    for member in pending:
+        pl.seed_everything(member.cfg.seed, workers=True, verbose=False)
+        member.prepared = prepare(member.cfg)
+        if member is pending[0]:
+            reason = not_vectorisable(member.prepared[2].model)
+            if reason is not None:
+                log.info("seeds: this group trains one seed after another: %s cannot be vectorised", reason)
+                return None
+
+    claimed: list[Member] = []
+    try:
+        for member in pending:
+            lock = RunLock(member.out_dir)
+            try:
+                lock.acquire()
+            except RunFolderBusy as busy:
+                log.warning("skipped: %s", busy)
+                continue
+            member.lock = lock
+            claimed.append(member)
+        starts: dict[int | None, list[Member]] = {}
+        for member in claimed:
+            member.previous, member.checkpoint, member.resumed_from = resume_point(member.out_dir, member.config)
+            if member.previous is not None and member.previous.status in FINISHED:
+                log.info("skipped: %s already holds a %s run", member.out_dir, member.previous.status)
+                results[member.index] = member.previous
+                continue
+            starts.setdefault(member.resumed_from, []).append(member)
+        for resumed_from, members in starts.items():
+            fit_and_test_group(members, resumed_from)
+            for member in members:
+                results[member.index] = member.summary
+    finally:
+        for member in claimed:
+            member.lock.release()
+    return results
+
+
+def start_records(members: list[Member], resumed_from: int | None) -> None:
+    """``fit_and_test``'s start of the record, for every seed: metrics cut back to the checkpoint,
+    the summary saying ``running``, the loggers."""
+    for member in members:
+        datamodule, epochs, _, probes = member.prepared
+        trim_metrics(member.out_dir, resumed_from)
+        summary = summary_of(member.cfg, member.config, datamodule, epochs)
+        previous = member.previous
+        summary.wandb_id = (previous.wandb_id if previous is not None else None) or wandb_run_id()
+        summary.branched_from_epoch = previous.branched_from_epoch if previous is not None and member.checkpoint is not None else None
+        if resumed_from is not None:
+            summary.resumed_from_epoch = resumed_from
+            log.info("resuming %s after epoch %d", member.out_dir, resumed_from)
+            for callback in probes:
+                callback.at_start = False  # its at-start row is in the record already
+        write_summary(member.out_dir, summary)
+        member.summary = summary
+        member.loggers = build_loggers(member.cfg, member.out_dir)
+
+
+def group_trainer_config(cfg: DictConfig, checkpointed: bool) -> DictConfig:
+    """The first seed's config for the group's trainer. Every seed's checkpoint is
+    :class:`GroupCheckpoint`'s; without one, Lightning must not add its own."""
+    if checkpointed:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.trainer.enable_checkpointing = False
+    return cfg
+
+
+def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
+    """``train.fit_and_test`` for the seeds ``members``, which start from the same epoch."""
+    start_records(members, resumed_from)
+    first = members[0]
+    datamodule0, epochs, module0, _ = first.prepared
+    lone_models = [member.prepared[2].model for member in members]
+    module = StackedClassifier(stack_models(lone_models), datamodule0.num_classes,
+                               hydra.utils.instantiate(first.cfg.optim), module0.lr_factor)
+    datamodule = StackedDataModule([member.prepared[0] for member in members])
+    run_dirs = [member.out_dir for member in members]
+    callbacks: list[pl.Callback] = [
+        SeedCallbacks([member.prepared[3] for member in members], lone_models, datamodule.datamodules,
+                      [member.loggers for member in members], run_dirs),
+        StopWhenRequested(),
+    ]
+    every = first.cfg.checkpoint.every_n_epochs
+    if every:
+        def saves(s: int, epoch: int) -> bool:
+            return module.diverged[s] is None or module.diverged[s] >= epoch
+        callbacks.append(GroupCheckpoint(run_dirs, [m.config for m in members], every, first.cfg.checkpoint.min_seconds, saves))
+    fanout = SeedLoggers([member.loggers for member in members], stopped_after=lambda s: module.diverged[s])
+    trainer = build_trainer(group_trainer_config(first.cfg, bool(every)), epochs, [fanout], callbacks)
+    log.info("seeds: training %d seeds as one vectorised model (%s)", len(members),
+             ", ".join(f"seed={m.cfg.seed}" for m in members))
+
+    with stop_on_signals(), tempfile.TemporaryDirectory(prefix="seed-group-") as scratch:
+        try:
+            ckpt_path = None
+            if resumed_from is not None:
+                seeds = [torch.load(m.checkpoint, map_location="cpu", weights_only=True) for m in members]
+                ckpt_path = Path(scratch) / "group.ckpt"
+                torch.save(group_checkpoint(seeds), ckpt_path)
+                del seeds
+            started = time.perf_counter()
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            raise_if_stop_requested()
+            seconds = time.perf_counter() - started
+            fit_metrics = dict(trainer.callback_metrics)
+            alive = [s for s in range(len(members)) if module.diverged[s] is None]
+            test_results = trainer.test(module, datamodule=datamodule, verbose=False) if alive else [{}]
+            raise_if_stop_requested()
+            for s, member in enumerate(members):
+                summary = member.summary
+                summary.fit_seconds = seconds / len(members)  # the seed's share: sums over runs stay true
+                if module.diverged[s] is not None:
+                    summary.epochs_trained = module.diverged[s] + 1
+                    summary.status = Status.DIVERGED
+                    continue
+                summary.epochs_trained = trainer.current_epoch
+                summary.final = final_metrics(seed_row(fit_metrics, s), [seed_row(test_results[0], s)])
+                summary.status = Status.DEBUG if member.cfg.get("debug_run") else Status.COMPLETED
+                for logger in member.loggers:
+                    logger.log_metrics(dict(summary.final), step=trainer.global_step)
+            for member in members:
+                for logger in member.loggers:
+                    logger.finalize("success")
+        except BaseException as error:
+            for member in members:
+                summary = member.summary
+                summary.status = Status.INTERRUPTED if is_interruption(error) else Status.FAILED
+                summary.error = f"{type(error).__name__}: {error}"
+                summary.traceback = traceback.format_exc()
+                record_end(member.out_dir, summary, error)
+                with hydra_config_of(member):
+                    mirror_to_wandb(member.cfg, member.out_dir, summary, None)
+            raise
+    for member in members:
+        write_summary(member.out_dir, member.summary)
+        with hydra_config_of(member):
+            mirror_to_wandb(member.cfg, member.out_dir, member.summary, None)
+        with job_log(member):
+            log.info("%s: %s, test error %s -> %s", member.summary.status, member.out_dir, member.summary.test_error,
+                     member.out_dir / SUMMARY_FILE)
+
+
+@contextmanager
+def job_log(member: Member):
+    """Within it, log lines also go to the member's job log file (``<job name>.log``, as under the
+    basic launcher, where the whole run logs there)."""
+    if member.hydra_config is None:
+        yield
+        return
+    handler = logging.FileHandler(member.out_dir / f"{member.hydra_config.hydra.job.name}.log")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+class hydra_config_of:
+    """Within it, ``HydraConfig`` is the member's job's (W&B names the run from its overrides)."""
+
+    def __init__(self, member: Member) -> None:
+        self.member = member
+
+    def __enter__(self) -> None:
+        if self.member.hydra_config is not None and logger_kind(self.member.cfg) == "wandb":
+            self._saved = HydraConfig.instance().cfg
+            HydraConfig.instance().set_config(self.member.hydra_config)
+
+    def __exit__(self, *exc) -> None:
+        if self.member.hydra_config is not None and logger_kind(self.member.cfg) == "wandb":
+            HydraConfig.instance().cfg = self._saved

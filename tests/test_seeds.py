@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from critical_periods.records import read_metrics, read_summary
+from critical_periods.record.metrics import read_metrics
+from critical_periods.record.summary import read_summary
 from critical_periods.seeds.group import plan_groups
 from critical_periods.seeds.module import per_seed_cross_entropy
 from critical_periods.seeds.stacked import not_vectorisable, stack_models, stacked_forward
-from critical_periods.train import prepare
+from critical_periods.seeds.group import prepare
 
 from conftest import CONF_DIR, TINY, run_cli
 

@@ -6,6 +6,7 @@ import errno
 import logging
 import time
 import traceback
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -65,20 +66,20 @@ def disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno == errno.ENOSPC
 
 
-def record_end(job: Job, summary: Summary, error: BaseException) -> None:
+def record_end(out_dir: Path, summary: Summary, error: BaseException) -> None:
     """Write the record of a run that ``error`` ended. On a full disk, the half-written files
     (a checkpoint being saved, temporary files) are removed first: they are useless, and the room
     they took lets the summary say ``failed`` and why. If the write fails even so, the training error
     is still the one raised, with the write error noted on it and logged."""
     if disk_full(error):
-        removed = remove_partial_files(job.out_dir)
-        summary.error = (f"no space left on device for {job.out_dir}; {removed} half-written "
+        removed = remove_partial_files(out_dir)
+        summary.error = (f"no space left on device for {out_dir}; {removed} half-written "
                          "file(s) removed. Free space and run the same command again: it resumes from the last "
                          "good checkpoint")
     try:
-        write_summary(job.out_dir, summary)
+        write_summary(out_dir, summary)
     except Exception as write_error:
-        note = (f"and the run record {job.out_dir / SUMMARY_FILE} could not be written "
+        note = (f"and the run record {out_dir / SUMMARY_FILE} could not be written "
                 f"({type(write_error).__name__}: {write_error}); it still says '{RunStatus.RUNNING}'")
         log.error("run ended by %s: %s %s", type(error).__name__, error, note)
         error.add_note(note)
@@ -109,7 +110,7 @@ def fit_and_test(job: Job, point: ResumePoint, branching: JobBranching) -> Summa
             summary.status = RunStatus.INTERRUPTED if is_interruption(error) else RunStatus.FAILED
             summary.error = f"{type(error).__name__}: {error}"
             summary.traceback = traceback.format_exc()
-            record_end(job, summary, error)
+            record_end(job.out_dir, summary, error)
             tracking.end(summary)
             raise
     write_summary(job.out_dir, summary)

@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from critical_periods.metric_names import EPOCH
+from critical_periods.record.metric_names import EPOCH
 from critical_periods.seeds.module import TAG_END, seed_tag
 from critical_periods.seeds.stacked import copy_seed_into
 

@@ -27,10 +27,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from critical_periods.callbacks.stop import StopWhenRequested
-from critical_periods.loggers import build_loggers, logger_kind
-from critical_periods.records import FINISHED, SUMMARY_FILE, Status, Summary, write_summary
-from critical_periods.resume import trim_metrics
-from critical_periods.run_lock import RunFolderBusy, RunLock
+from critical_periods.build import build_job, build_trainer, quiet_lightning
+from critical_periods.config.validation import check_config
+from critical_periods.fitting import final_metrics, is_interruption, record_end
+from critical_periods.record.layout import SUMMARY_FILE
+from critical_periods.record.lock import RunFolderBusy, RunLock
+from critical_periods.record.resume import resume_point as resume_point_of
+from critical_periods.record.resume import trim_metrics
+from critical_periods.record.summary import FINISHED, Summary, write_summary
 from critical_periods.seeds.checkpoint import GroupCheckpoint, group_checkpoint
 from critical_periods.seeds.data import StackedDataModule
 from critical_periods.seeds.fanout import SeedCallbacks, SeedLoggers, seed_row
@@ -38,14 +42,37 @@ from critical_periods.seeds.module import StackedClassifier
 from critical_periods.seeds.stacked import not_vectorisable, stack_models
 from critical_periods.signals import stop_on_signals
 from critical_periods.stopping import clear_stop, raise_if_stop_requested
-from critical_periods.train import (
-    build_trainer, final_metrics, is_interruption, mirror_to_wandb, prepare, quiet_lightning, record_end,
-    resume_point, set_threads, summary_of,
-)
-from critical_periods.validation import check_config
-from critical_periods.wandb_run import wandb_run_id
+from critical_periods.threads import set_threads
+from critical_periods.tracking.loggers import build_loggers, uses_wandb
+from critical_periods.tracking.run_tracking import RunTracking
+from critical_periods.tracking.wandb_run import wandb_run_id
+from critical_periods.vocabulary import RunStatus as Status
 
 log = logging.getLogger(__name__)
+
+
+def resume_point(out_dir: Path, config: dict):
+    """``(previous summary, checkpoint, its epoch)`` of a seed's folder (record.resume)."""
+    point = resume_point_of(out_dir, config)
+    return point.previous, point.checkpoint, point.epoch
+
+
+def prepare(cfg: DictConfig):
+    """``(datamodule, epochs, module, probes)`` of one seed, built as a lone run builds them."""
+    job = build_job(cfg, OmegaConf.to_container(cfg, resolve=True), Path(cfg.paths.output_dir))
+    return job.datamodule, job.epochs, job.module, job.probes
+
+
+def summary_of(cfg: DictConfig, config: dict, datamodule, epochs: int) -> Summary:
+    deficit = datamodule.deficit
+    return Summary(status=Status.RUNNING, deficit=deficit.kind, onset=deficit.onset, length=deficit.length,
+                   epochs=epochs, seed=cfg.seed, name=cfg.name, config=config, threads=torch.get_num_threads())
+
+
+def mirror_to_wandb(cfg: DictConfig, out_dir: Path, summary: Summary, live: None) -> None:
+    """W&B's side of a seed's end: its offline run written from the record (never raises)."""
+    tracking = RunTracking(cfg, out_dir)
+    tracking.end(summary)
 
 GROUPED_KEY = "seed"
 
@@ -285,10 +312,10 @@ class hydra_config_of:
         self.member = member
 
     def __enter__(self) -> None:
-        if self.member.hydra_config is not None and logger_kind(self.member.cfg) == "wandb":
+        if self.member.hydra_config is not None and uses_wandb(self.member.cfg):
             self._saved = HydraConfig.instance().cfg
             HydraConfig.instance().set_config(self.member.hydra_config)
 
     def __exit__(self, *exc) -> None:
-        if self.member.hydra_config is not None and logger_kind(self.member.cfg) == "wandb":
+        if self.member.hydra_config is not None and uses_wandb(self.member.cfg):
             HydraConfig.instance().cfg = self._saved

@@ -25,11 +25,12 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from critical_periods.resume import ResumeError
+from critical_periods.record.resume import ResumeError
 from critical_periods.seeds.group import plan_groups, train_group
 from critical_periods.signals import exit_code, received_signal
-from critical_periods.train import check_launch, is_interruption
-from critical_periods.validation import ConfigError
+from critical_periods.fitting import is_interruption
+from critical_periods.sweep.launch import check_launch
+from critical_periods.config.validation import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from critical_periods.metric_names import DEFICIT_ACTIVE, LR, TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_DEFICIT_ACC, VAL_LOSS
+from critical_periods.record.metric_names import DEFICIT_ACTIVE, LR, TEST_ACC, TEST_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_DEFICIT_ACC, VAL_LOSS
 from critical_periods.schedule import LrFactor
 from critical_periods.seeds.stacked import group_size, stacked_forward
 

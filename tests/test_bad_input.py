@@ -31,6 +31,9 @@ BAD_COMMANDS = {
     "W&B sweep file as a study": (["-m", "sweep=wandb/removal"], "the Hydra study is sweep=removal (with -m)"),
     "schedule mode": (["schedule.mode=sideways"], "schedule.mode='sideways' is not allowed: it must be one of after_deficit, fixed"),
     "lr schedule": (["schedule.lr_schedule=cosine"], "schedule.lr_schedule='cosine' is not allowed"),
+    "unknown logger": (["logger=nonexistent"], "logger=nonexistent is not allowed: it must be one of csv, none"),
+    "GPU on a CPU machine": (["trainer.accelerator=gpu"], "trainer.accelerator='gpu' is not allowed"),
+    "bad value in a later grid job": (["-m", "seed=0,1", "threads=0"], "threads=0 is not allowed"),
 }
 
 
@@ -84,3 +87,13 @@ def test_the_real_commands_refuse_a_bad_grid_before_its_first_job(tmp_path, entr
     assert result.stderr.strip().splitlines() == ["error: seed=abc is not allowed: Value 'abc' of type 'str' could "
                                                   "not be converted to Integer"]
     assert files_under(tmp_path) == []  # seed 0 never trained: no sweep folder, no .hydra, no log
+
+
+def test_plan_refuses_an_unknown_study_and_a_bad_grid_value(capsys):
+    from critical_periods.plan import main
+
+    assert main(["-m", "sweep=nonexistent"]) == 2
+    assert main(["-m", "sweep=removal", "seed=0,abc"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("error: sweep=nonexistent is not allowed") and lines[1].startswith("error: seed=abc")
+

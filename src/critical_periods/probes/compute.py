@@ -27,7 +27,8 @@ class ProbeResults:
 
     metrics: dict[str, float] = field(default_factory=dict)
     stiffness_matrix: Tensor | None = None
-    hessian_eigenvectors: Tensor | None = None  # (top_k, P): where the next probe's Lanczos may start
+    # (top_k, P): where the next probe's Lanczos may start; a warm-start aid, not a result (not compared)
+    hessian_eigenvectors: Tensor | None = field(default=None, compare=False)
 
 
 def compute_probes(

@@ -234,6 +234,7 @@ def write_offline_run(cfg: DictConfig, out_dir: Path, summary: Summary, rows: li
     for old in wandb_dir.glob(f"offline-run-*-{summary.wandb_id}"):
         shutil.rmtree(old, ignore_errors=True)
     try:
+        finish_wandb(failed=False)  # a run left open in this process would take this run's rows
         run = wandb.init(**init_arguments(cfg, out_dir, summary.wandb_id, "offline"))
         define_axes(run)
         log_rows(run, rows)

@@ -241,6 +241,7 @@ def write_offline_run(cfg: DictConfig, out_dir: Path, summary: Summary, rows: li
         finish_summary(run, summary)
         folder = Path(run.dir).parent
         run.finish(exit_code=exit_code(summary))
+        reset_wandb()  # waits for W&B's service to write the whole transaction log before the job moves on
         return folder
     except Exception as err:
         finish_wandb(failed=True)

@@ -136,6 +136,67 @@ def top_eigenvalues(
     return lanczos(operator, k, tolerance, max_iterations, generator, basis_size).values
 
 
+class _ThickRestartBasis:
+    """The Lanczos basis V (rows, orthonormal) and the projection ``T = V^T A V`` of :func:`lanczos`.
+
+    ``expand`` adds ``v_{j+1} ~ (I - V V^T) A v_j``, reorthogonalising twice ("twice is enough"), and
+    records the coefficients in T; ``restart`` keeps the top ``keep`` Ritz vectors and the newest
+    direction when V is full (Wu & Simon 2000), with the Ritz values on T's diagonal and the coupling
+    ``beta s_i`` (``A x_i = theta_i x_i + beta s_i v_new``) in its last row and column.
+    """
+
+    def __init__(self, operator, first: Tensor, size: int, keep: int) -> None:
+        n = operator.shape[0]
+        self.operator, self.size, self.keep = operator, size, keep
+        self.vectors = torch.empty(size + 1, n, dtype=first.dtype, device=first.device)
+        self.vectors[0] = first / first.norm()
+        self.projected = torch.zeros(size, size, dtype=torch.float64)
+        self.j = 0  # basis vectors whose products are in `projected`
+
+    def expand(self) -> tuple[Tensor, Tensor]:
+        """``(w, coefficients)``: A v_j orthogonalised against V, and its coefficients (now in T)."""
+        j, basis = self.j, self.vectors
+        w = self.operator @ basis[j]
+        coefficients = torch.zeros(j + 1, dtype=basis.dtype, device=basis.device)
+        for _ in range(2):
+            c = basis[: j + 1] @ w
+            w = w - basis[: j + 1].T @ c
+            coefficients += c
+        self.projected[j, : j + 1] = self.projected[: j + 1, j] = coefficients.double().cpu()
+        return w, coefficients
+
+    def ritz(self) -> tuple[Tensor, Tensor]:
+        """Eigenvalues (ascending) and eigenvectors of the current projection T."""
+        return torch.linalg.eigh(self.projected[: self.j + 1, : self.j + 1])
+
+    def combine(self, coefficients: Tensor) -> Tensor:
+        """The vectors ``coefficients^T V`` (coefficients: (j + 1, m))."""
+        basis = self.vectors
+        return coefficients.T.to(dtype=basis.dtype, device=basis.device) @ basis[: self.j + 1]
+
+    def append(self, w: Tensor, beta: float, ritz_values: Tensor, ritz_vectors: Tensor) -> None:
+        """Add ``w / beta`` as the next vector, restarting first-thing when V is then full."""
+        self.vectors[self.j + 1] = w / beta
+        self.j += 1
+        if self.j < self.size:
+            return
+        keep, basis = self.keep, self.vectors
+        kept = ritz_vectors.flip(1)[:, :keep]  # (size, keep)
+        basis[:keep] = kept.T.to(dtype=basis.dtype, device=basis.device) @ basis[: self.size]
+        basis[keep] = basis[self.size]
+        coupling = beta * kept[-1]
+        self.projected.zero_()
+        self.projected[:keep, :keep] = torch.diag(ritz_values.flip(0)[:keep])
+        self.projected[:keep, keep] = self.projected[keep, :keep] = coupling
+        self.j = keep
+
+
+def _start_vector(n: int, dtype, device, generator: torch.Generator, start: Tensor | None) -> Tensor:
+    if start is not None:
+        return start.reshape(-1, n).to(device, torch.float64).sum(0).to(dtype)
+    return torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device).to(device, dtype)
+
+
 def lanczos(
     operator,
     k: int = 1,
@@ -147,27 +208,17 @@ def lanczos(
 ) -> LanczosResult:
     """The k largest (algebraic) eigenvalues of a symmetric operator, descending, float64.
 
-    Thick-restart Lanczos (Wu & Simon 2000) with full reorthogonalisation, in the operator's dtype and
-    on its device. The basis V holds at most ``basis_size`` orthonormal vectors (plus the next one):
-    each step adds ``v_{j+1} ~ (I - V V^T) A v_j`` and the projection ``T = V^T A V`` (the coefficients
-    of the reorthogonalisation), whose eigenvalues, the Ritz values, approximate the extreme
-    eigenvalues of A; ``|beta_j s_j|`` (beta_j: norm of the new direction, s_j: last entry of a Ritz
-    vector) is the residual ``||A x - theta x||``. When V is full, it restarts from the top
-    ``k + (basis_size - k) // 2`` Ritz vectors and the last direction, keeping the Ritz values as
-    they are. Stops when the residual bound is below ``tolerance * |theta|`` for the top k (0: down
-    to rounding), when the Krylov space is invariant, or after ``max_iterations`` products ``A @ v``.
-
-    Memory: ``basis_size + 1`` vectors of length n, plus as many during a restart (ResNet-18, 11M
-    parameters, float32, basis 20: about 1.8 GB at the peak), whatever ``max_iterations`` is. Starts
-    from a vector drawn from ``generator``, or from ``start`` ((n,) or (m, n): their sum, e.g. the
-    previous probe's top Ritz vectors, so the Krylov space begins near the eigenvectors sought).
-    Unconverged values are still returned, with a warning; a non-finite operator gives NaN with a
-    warning. A pending stop request
-    (:mod:`critical_periods.stopping`) is honoured between iterations.
-
-    (Not scipy's ARPACK ``eigsh``: it reorthogonalises on the host in float64, which at 0.5M
-    parameters costs about twice a Hessian-vector product per step, and on a GPU would copy every
-    vector to the host.)
+    Thick-restart Lanczos with full reorthogonalisation (:class:`_ThickRestartBasis`), in the
+    operator's dtype and on its device; the Ritz values of ``T = V^T A V`` approximate A's extreme
+    eigenvalues and ``|beta_j s_j|`` bounds the residual ``||A x - theta x||``. Stops when that bound
+    is below ``tolerance * |theta|`` for the top k (0: down to rounding), when the Krylov space is
+    invariant, or after ``max_iterations`` products. Memory: ``basis_size + 1`` vectors of length n,
+    plus as many during a restart (ResNet-18, 11M parameters, float32, basis 20: about 1.8 GB at the
+    peak). Starts from a vector drawn from ``generator``, or from ``start`` ((n,) or (m, n): their
+    sum, e.g. the previous probe's Ritz vectors). Unconverged values come with a warning, a
+    non-finite operator gives NaN; a pending stop request is honoured between iterations. (Not
+    ARPACK's ``eigsh``: it reorthogonalises on the host in float64, twice a Hessian-vector product per
+    step at 0.5M parameters, and would copy every vector off a GPU.)
 
     >>> A = torch.diag(torch.tensor([3.0, -5.0, 1.0, 0.5], dtype=torch.float64))
     >>> result = lanczos(A, k=1, tolerance=1e-10, start=torch.tensor([1.0, 0.1, 0.1, 0.1]).double())
@@ -177,64 +228,34 @@ def lanczos(
     n = operator.shape[0]
     dtype = getattr(operator, "dtype", torch.float64)
     device = getattr(operator, "device", torch.device("cpu"))
-    generator = _default_generator(generator)
     size = min(n, max(basis_size, k + 2))  # room for k Ritz vectors and a direction to improve them
-    keep = min(k + (size - k) // 2, size - 1)
+    first = _start_vector(n, dtype, device, _default_generator(generator), start)
+    basis = _ThickRestartBasis(operator, first, size, keep=min(k + (size - k) // 2, size - 1))
     rounding = 100 * torch.finfo(dtype).eps
-
-    if start is not None:
-        v = start.reshape(-1, n).to(device, torch.float64).sum(0).to(dtype)
-    else:
-        v = torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device).to(device, dtype)
-    basis = torch.empty(size + 1, n, dtype=dtype, device=device)  # rows: orthonormal vectors
-    basis[0] = v / v.norm()
-    projected = torch.zeros(size, size, dtype=torch.float64)  # V^T A V
     top = torch.empty(0, dtype=torch.float64)
     top_vectors = torch.empty(0, n, dtype=dtype, device=device)
-    j = 0  # basis vectors whose products are in `projected`
-    iterations = 0
-    for _ in range(max_iterations):
+    for iterations in range(1, max_iterations + 1):
         raise_if_stop_requested()
-        iterations += 1
-        w = operator @ basis[j]
-        coefficients = torch.zeros(j + 1, dtype=dtype, device=device)
-        for _ in range(2):  # full reorthogonalisation, twice ("twice is enough")
-            c = basis[: j + 1] @ w
-            w = w - basis[: j + 1].T @ c
-            coefficients += c
-        projected[j, : j + 1] = projected[: j + 1, j] = coefficients.double().cpu()
+        w, coefficients = basis.expand()
         beta = float(w.norm())
         if not (math.isfinite(beta) and bool(torch.isfinite(coefficients).all())):
             warnings.warn("Lanczos met a non-finite operator product", RuntimeWarning)
             return LanczosResult(torch.full((k,), float("nan"), dtype=torch.float64), top_vectors, iterations)
-        ritz_values, ritz_vectors = torch.linalg.eigh(projected[: j + 1, : j + 1])
+        ritz_values, ritz_vectors = basis.ritz()
         top = ritz_values.flip(0)[:k]
-        top_coefficients = ritz_vectors.flip(1)[:, :k]  # (j + 1, k)
         residuals = (beta * ritz_vectors[-1].flip(0)[:k]).abs()
         scale = float(ritz_values.abs().max())
-        invariant = beta <= rounding * max(scale, 1e-30)
-        converged = invariant or (
+        converged = beta <= rounding * max(scale, 1e-30) or (  # invariant, or the top k are accurate
             len(top) == k and bool((residuals <= torch.clamp(tolerance * top.abs(), min=rounding * scale)).all())
         )
         if converged or iterations == max_iterations:  # before a restart rewrites the basis
-            top_vectors = top_coefficients.T.to(dtype=dtype, device=device) @ basis[: j + 1]
+            top_vectors = basis.combine(ritz_vectors.flip(1)[:, :k])
         if converged:
             break
-        basis[j + 1] = w / beta
-        j += 1
-        if j == size:  # full: restart from the top Ritz vectors and the new direction
-            kept = ritz_vectors.flip(1)[:, :keep]  # (size, keep)
-            basis[:keep] = kept.T.to(dtype=dtype, device=device) @ basis[:size]
-            basis[keep] = basis[size]
-            coupling = beta * kept[-1]  # A x_i = theta_i x_i + beta s_i v_new
-            projected.zero_()
-            projected[:keep, :keep] = torch.diag(ritz_values.flip(0)[:keep])
-            projected[:keep, keep] = projected[keep, :keep] = coupling
-            j = keep
+        basis.append(w, beta, ritz_values, ritz_vectors)
     else:
-        warnings.warn(
-            f"Lanczos did not converge to tolerance {tolerance} in {max_iterations} iterations", RuntimeWarning
-        )
+        iterations = max_iterations
+        warnings.warn(f"Lanczos did not converge to tolerance {tolerance} in {max_iterations} iterations", RuntimeWarning)
     if len(top) < k:  # the start vector lay in an invariant subspace smaller than k
         top = torch.cat([top, torch.full((k - len(top),), float("nan"), dtype=torch.float64)])
     return LanczosResult(top, top_vectors, iterations)

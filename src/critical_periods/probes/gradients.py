@@ -68,6 +68,78 @@ def _fisher_labels(
             yield sampled[:, s], weight
 
 
+def _fisher_uniforms(n: int, fisher: FisherOptions | None, generator: torch.Generator | None, device) -> Tensor | None:
+    """The uniforms the sampled Fisher draws its labels from, for the whole probe set at once (so the
+    labels do not depend on chunking); ``None`` for the exact expectation or no Fisher."""
+    if fisher is None or fisher.estimator is not FisherEstimator.SAMPLED:
+        return None
+    if fisher.samples < 1:
+        raise ValueError(
+            f"probes.fisher.samples={fisher.samples!r} is not allowed: it must be at least 1 "
+            "(or set probes.fisher.exact=true)"
+        )
+    if generator is None:
+        raise ValueError("sampling labels from the model needs a torch.Generator")
+    return torch.rand(n, fisher.samples, generator=generator, dtype=torch.float64, device=generator.device).to(device)
+
+
+def _expected_squared_norms(per_example: PerExampleGradients, probabilities: Tensor,
+                            uniforms: Tensor | None) -> dict[str, Tensor]:
+    """Per layer, E_y ||grad_layer log p(y|x)||^2 of each example of the chunk (exact, or over the
+    labels sampled with ``uniforms``)."""
+    sampled = None if uniforms is None else sample_labels(probabilities, uniforms)
+    expected: dict[str, Tensor] = {}
+    for labels_y, weight in _fisher_labels(probabilities, sampled):
+        direction = _loss_direction(probabilities, labels_y, per_example.logits.dtype)
+        for layer, block in per_example(direction).items():
+            expected[layer] = expected.get(layer, 0) + weight * block.squared_norms()
+    return expected
+
+
+class _GramAccumulator:
+    """The (N, N) Gram matrix of true-label per-example gradients, chunk by chunk.
+
+    Linear layers' factored gradients (N (in + out) floats) are kept whole and multiplied at the end;
+    the other layers' blocks are accumulated chunk a against every later chunk b, whose gradients
+    are recomputed, so no more than two chunks' gradients are alive at once.
+    """
+
+    def __init__(self, model: nn.Module, inputs: Tensor, labels: Tensor, chunks: list[slice], method: Method) -> None:
+        self.model, self.inputs, self.labels, self.chunks, self.method = model, inputs, labels, chunks, method
+        n = inputs.shape[0]
+        self.matrix = torch.zeros(n, n, dtype=torch.float64, device=inputs.device)
+        self.factored: dict[str, list[LayerGradients]] = {}
+        self.blockwise: set[str] | None = None
+
+    def blocks(self, index: int, per_example: PerExampleGradients) -> dict[str, LayerGradients]:
+        return _true_label_blocks(per_example, self.labels[self.chunks[index]])
+
+    def add(self, index: int, blocks: dict[str, LayerGradients]) -> None:
+        """Chunk ``index``'s share, from its blocks (drop the chunk's graph first: later chunks are
+        recomputed here)."""
+        chunk = self.chunks[index]
+        if self.blockwise is None:
+            self.blockwise = {layer for layer, b in blocks.items() if not isinstance(b, FactoredGradients)}
+        for layer, block in blocks.items():
+            if layer not in self.blockwise:
+                self.factored.setdefault(layer, []).append(block)
+        dense = {layer: blocks[layer] for layer in self.blockwise if layer in blocks}
+        if not dense:
+            return
+        self.matrix[chunk, chunk] += sum(block.gram() for block in dense.values())
+        for later in self.chunks[index + 1 :]:  # recomputed, so no other chunk's gradients are kept
+            raise_if_stop_requested()
+            other = _true_label_blocks(PerExampleGradients(self.model, self.inputs[later], self.method), self.labels[later])
+            cross = sum(cross_gram(dense[layer], other[layer]) for layer in dense if layer in other)
+            self.matrix[chunk, later] += cross
+            self.matrix[later, chunk] += cross.T
+
+    def finish(self) -> Tensor:
+        for layer_blocks in self.factored.values():
+            self.matrix += concatenate(layer_blocks).gram()
+        return self.matrix
+
+
 def collect_probe_gradients(
     model: nn.Module,
     inputs: Tensor,
@@ -85,79 +157,38 @@ def collect_probe_gradients(
     ``torch.autograd.grad`` is used: parameters' ``.grad``, the global RNG and the modules' train/eval
     flags are left as they were. ``fisher``: ``None`` skips the Fisher norms; ``exact`` takes the
     expectation over all C classes (C backward passes per chunk), otherwise ``samples`` labels per input
-    are drawn from ``generator``. ``gram``: also the (N, N) Gram matrix of the true-label gradients.
-    ``chunk_size`` bounds memory; the result does not depend on it. The Gram matrix keeps N (in + out)
-    per Linear layer across chunks; for the other layers it is accumulated block by block, chunk a
-    against every later chunk b (whose gradients are recomputed: with c chunks, c (c - 1) / 2 extra
-    forward/backward passes, none with a single chunk), so at most two chunks' per-example gradients
-    of one layer (2 chunk P_layer floats; for the torch.func layers, of all of them at once) and two
-    chunks' activations are alive, never N P. A pending stop request (:mod:`critical_periods.stopping`)
-    is honoured between chunks.
+    are drawn from ``generator``. ``gram``: also the (N, N) Gram matrix of the true-label gradients
+    (:class:`_GramAccumulator`: with c chunks, c (c - 1) / 2 extra forward/backward passes, none with a
+    single chunk; at most two chunks' per-example gradients of one layer (2 chunk P_layer floats; for
+    the torch.func layers, of all of them at once) and two chunks' activations are alive, never N P).
+    ``chunk_size`` bounds memory; the result does not depend on it. A pending stop request
+    (:mod:`critical_periods.stopping`) is honoured between chunks.
     """
     n = inputs.shape[0]
     chunk_size = chunk_size or n
     if gram and labels is None:
         raise ValueError("the Gram matrix of true-label gradients needs the true labels")
-    if fisher is not None and fisher.estimator is FisherEstimator.SAMPLED:
-        if fisher.samples < 1:
-            raise ValueError(
-                f"probes.fisher.samples={fisher.samples!r} is not allowed: it must be at least 1 "
-                "(or set probes.fisher.exact=true)"
-            )
-        if generator is None:
-            raise ValueError("sampling labels from the model needs a torch.Generator")
-        uniforms = torch.rand(
-            n, fisher.samples, generator=generator, dtype=torch.float64, device=generator.device
-        ).to(inputs.device)
-
+    uniforms = _fisher_uniforms(n, fisher, generator, inputs.device)
     chunks = [slice(start, min(start + chunk_size, n)) for start in range(0, n, chunk_size)]
     fisher_norms: dict[str, list[Tensor]] = {}
-    factored_blocks: dict[str, list[LayerGradients]] = {}  # kept whole: N (in + out) per layer
-    blockwise_layers: set[str] | None = None  # the rest: Gram matrix accumulated block by block
-    gram_matrix = torch.zeros(n, n, dtype=torch.float64, device=inputs.device) if gram else None
+    gram_matrix = _GramAccumulator(model, inputs, labels, chunks, method) if gram else None
     with probe_mode(model):
         for index, chunk in enumerate(chunks):
             raise_if_stop_requested()
             per_example = PerExampleGradients(model, inputs[chunk], method)
-            logits = per_example.logits
-            probabilities = logits.double().softmax(1)
+            probabilities = per_example.logits.double().softmax(1)
             num_classes = probabilities.shape[1]
             if fisher is not None:
-                sampled = None if fisher.estimator is FisherEstimator.EXACT else sample_labels(probabilities, uniforms[chunk])
-                expected: dict[str, Tensor] = {}
-                for labels_y, weight in _fisher_labels(probabilities, sampled):
-                    direction = _loss_direction(probabilities, labels_y, logits.dtype)
-                    for layer, block in per_example(direction).items():
-                        expected[layer] = expected.get(layer, 0) + weight * block.squared_norms()
-                for layer, norms in expected.items():
+                chunk_uniforms = None if uniforms is None else uniforms[chunk]
+                for layer, norms in _expected_squared_norms(per_example, probabilities, chunk_uniforms).items():
                     fisher_norms.setdefault(layer, []).append(norms)
-            if not gram:
-                continue
-            blocks = _true_label_blocks(per_example, labels[chunk])
-            del per_example  # its graph: the blocks hold what the Gram matrix needs
-            if blockwise_layers is None:
-                blockwise_layers = {layer for layer, b in blocks.items() if not isinstance(b, FactoredGradients)}
-            for layer, block in blocks.items():
-                if layer not in blockwise_layers:
-                    factored_blocks.setdefault(layer, []).append(block)
-            dense = {layer: blocks[layer] for layer in blockwise_layers if layer in blocks}
-            if not dense:
-                continue
-            gram_matrix[chunk, chunk] += sum(block.gram() for block in dense.values())
-            for later in chunks[index + 1 :]:  # recomputed, so no other chunk's gradients are kept
-                raise_if_stop_requested()
-                other = _true_label_blocks(PerExampleGradients(model, inputs[later], method), labels[later])
-                cross = sum(cross_gram(dense[layer], other[layer]) for layer in dense if layer in other)
-                gram_matrix[chunk, later] += cross
-                gram_matrix[later, chunk] += cross.T
-
-    if gram:
-        for layer_blocks in factored_blocks.values():
-            gram_matrix += concatenate(layer_blocks).gram()
+            if gram_matrix is not None:
+                blocks = gram_matrix.blocks(index, per_example)
+                del per_example  # its graph: the blocks hold what the Gram matrix needs
+                gram_matrix.add(index, blocks)
     return ProbeGradients(
-        fisher_squared_norms={layer: torch.cat(v) for layer, v in fisher_norms.items()}
-        if fisher is not None else None,
-        gram=gram_matrix,
+        fisher_squared_norms={layer: torch.cat(v) for layer, v in fisher_norms.items()} if fisher is not None else None,
+        gram=gram_matrix.finish() if gram_matrix is not None else None,
         num_classes=num_classes,
     )
 

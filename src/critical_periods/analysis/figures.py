@@ -299,16 +299,7 @@ def break_even(runs: Sequence[Run], threshold: float = be.PAPER_TRAIN_ACC_THRESH
                 for ax in axes.all:
                     ax.axvline(x, color=group.colour, ls=":", lw=1.2)
         if key == mn.TRAIN_ACC:
-            axes.left.set_ylabel("training accuracy (%)", fontsize=9)
-            for ax in axes.all:
-                ax.axhline(100 * threshold, color="grey", ls="-.", lw=1,
-                           label=f"threshold {value_words(100 * threshold)}%" if ax is axes.main else "_nolegend_")
-            # (crossings are per epoch, shared by runs that cross together: count the runs)
-            never = [g.label for g in groups
-                     if any(first_reaching(series(r.metrics, mn.TRAIN_ACC), threshold) is None for r in g.runs)]
-            if never:
-                axes.main.text(0.01, 0.01, "never reach it: " + "; ".join(never), transform=axes.main.transAxes, fontsize=7)
-            legend(axes.main, fontsize=7)
+            _threshold_panel(axes, groups, threshold)
         if key == mn.LAMBDA_H1:
             _two_over_lr(axes, groups)
     varied = varying_settings(candidates)
@@ -319,6 +310,20 @@ def break_even(runs: Sequence[Run], threshold: float = be.PAPER_TRAIN_ACC_THRESH
         fontsize=11,
     )
     return fig
+
+
+def _threshold_panel(axes, groups, threshold: float) -> None:
+    """The training-accuracy panel of :func:`break_even`: the threshold line, and the settings of
+    which some run never reaches it (crossings are per epoch, shared by runs that cross together)."""
+    axes.left.set_ylabel("training accuracy (%)", fontsize=9)
+    for ax in axes.all:
+        ax.axhline(100 * threshold, color="grey", ls="-.", lw=1,
+                   label=f"threshold {value_words(100 * threshold)}%" if ax is axes.main else "_nolegend_")
+    never = [g.label for g in groups
+             if any(first_reaching(series(r.metrics, mn.TRAIN_ACC), threshold) is None for r in g.runs)]
+    if never:
+        axes.main.text(0.01, 0.01, "never reach it: " + "; ".join(never), transform=axes.main.transAxes, fontsize=7)
+    legend(axes.main, fontsize=7)
 
 
 FIGURES: dict[str, Callable[[Sequence[Run]], Figure]] = {

@@ -31,6 +31,21 @@ class ProbeResults:
     hessian_eigenvectors: Tensor | None = field(default=None, compare=False)
 
 
+def _minibatch_covariance(model: nn.Module, covariance: CovarianceOptions,
+                          batches: tuple[Tensor, Tensor] | None, chunk_size: int | None) -> dict[str, float]:
+    """The gradient covariance K from ``covariance.batches`` mini-batch gradients (checked shapes)."""
+    if batches is None:
+        raise ValueError("the gradient covariance needs its mini-batches (covariance_batches)")
+    batch_inputs, batch_labels = batches
+    expected = covariance.batches * covariance.batch_size
+    if batch_inputs.shape[0] != expected:
+        raise ValueError(
+            f"covariance_batches holds {batch_inputs.shape[0]} examples; probes.covariance asks for "
+            f"batches x batch_size = {covariance.batches} x {covariance.batch_size} = {expected}"
+        )
+    return minibatch_covariance_metrics(model, batch_inputs, batch_labels, covariance, chunk_size)
+
+
 def compute_probes(
     model: nn.Module,
     inputs: Tensor,
@@ -74,16 +89,7 @@ def compute_probes(
                 averages, results.stiffness_matrix = stiffness_from_gram(gradients.gram, labels, gradients.num_classes)
                 metrics.update(averages)
         if covariance is not None:
-            if covariance_batches is None:
-                raise ValueError("the gradient covariance needs its mini-batches (covariance_batches)")
-            batch_inputs, batch_labels = covariance_batches
-            expected = covariance.batches * covariance.batch_size
-            if batch_inputs.shape[0] != expected:
-                raise ValueError(
-                    f"covariance_batches holds {batch_inputs.shape[0]} examples; probes.covariance asks for "
-                    f"batches x batch_size = {covariance.batches} x {covariance.batch_size} = {expected}"
-                )
-            metrics.update(minibatch_covariance_metrics(model, batch_inputs, batch_labels, covariance, chunk_size))
+            metrics.update(_minibatch_covariance(model, covariance, covariance_batches, chunk_size))
         if hessian is not None:
             vectors: list[Tensor] = []
             metrics.update(hessian_metrics(

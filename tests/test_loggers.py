@@ -77,7 +77,7 @@ def test_csv_and_tensorboard_together_each_with_the_config_and_the_epoch_axis(ma
     assert [step for step, _ in charts["train/loss"]] == [1, 2, 3]
     assert [value for _, value in charts["val/acc"]] == pytest.approx([r["val/acc"] for r in rows if "val/acc" in r])
     assert [step for step, _ in charts["fisher/trace"]] == [0, 1, 2, 3]  # the initial weights, then each epoch's end
-    steps_per_epoch = next(r["step"] for r in rows if "train/loss" in r) + 1  # logged at the epoch's last step
+    steps_per_epoch = next(r["step"] for r in rows if "train/loss" in r)  # steps taken at the end of epoch 0
     early = [r["step"] for r in rows if "fisher/trace" in r and 0 < r["step"] < steps_per_epoch]
     assert early and [step for step, _ in charts["by_step/fisher/trace"]] == early  # inside epoch 0: by step
     assert [step for step, _ in charts["final/test_error"]] == [3]

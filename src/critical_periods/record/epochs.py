@@ -1,16 +1,18 @@
-"""The project's one epoch axis: *epochs completed* when a value was logged.
+"""The project's one epoch axis: *epochs completed* when a value was measured.
 
-0 is the probe of the initial weights (global step 0), ``e + 1`` anything logged at the end of epoch
-``e`` (counted from 0), and fractions in between for probes at extra early steps (interpolated by
-global step within the epoch). The figures, the analysis tables and W&B's x-axis all use it.
+0 is the probe of the initial weights (global step 0), ``e + 1`` anything measured at the end of
+epoch ``e`` (counted from 0), and fractions in between for probes at extra early steps (interpolated
+by optimiser step within the epoch). The figures, the analysis tables, W&B's and TensorBoard's
+x-axis and ``summary.json`` (``epochs``, ``epochs_trained``, ``resumed_from_epoch``,
+``branched_from_epoch``) all count epochs completed.
 
-``metrics.jsonl`` stores the raw facts it is computed from: ``step`` (the global optimiser step) and
-``epoch`` (the epoch in progress when the row was logged, Lightning's ``current_epoch``, from 0).
-``summary.json``'s ``epochs``, ``epochs_trained``, ``resumed_from_epoch`` and ``branched_from_epoch``
-count epochs completed, like the axis. The training module's per-epoch metrics (``EPOCH_END_KEYS``:
-the epoch's mean training loss and accuracy, validation, lr) are logged with the step of the epoch's
-last batch, one step before the end-of-epoch probes; they describe the whole epoch, so they are placed
-at ``e + 1`` by their epoch.
+``metrics.jsonl`` stores the raw facts the axis is computed from, in one convention for every row:
+``step`` is the number of optimiser steps taken when the values were measured (so it never decreases
+along the file), and ``epoch`` the index (from 0, Lightning's ``current_epoch``) of the epoch the
+row belongs to. A row at the end of epoch ``e`` (the epoch's mean training loss and accuracy,
+validation, lr: ``EPOCH_END_KEYS``, and the end-of-epoch probes) has ``epoch = e`` and
+``step = (e + 1) x steps per epoch``: ``e + 1`` epochs completed. (Lightning hands its loggers an
+epoch's own numbers at the last batch's index, one step earlier; the run record adds that step.)
 """
 
 from __future__ import annotations

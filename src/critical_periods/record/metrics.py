@@ -1,4 +1,6 @@
-"""``metrics.jsonl``: one JSON object per logged step, ``{"step", "epoch", <metric>: value, ...}``,
+"""``metrics.jsonl``: one JSON object per logged step, ``{"step", "epoch", <metric>: value, ...}``
+(``step``: optimiser steps taken when the values were measured, never decreasing along the file;
+``epoch``: the index of the epoch they belong to; see :mod:`critical_periods.record.epochs`),
 appended by :class:`RunRecordLogger` while the run trains and cut back to a checkpoint on resume.
 Non-finite numbers are written as ``null`` to keep every line strict JSON."""
 
@@ -10,6 +12,7 @@ from typing import Any
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
+from critical_periods.record.epochs import EPOCH_END_KEYS
 from critical_periods.record.jsonl import append_row, plain, read_rows
 from critical_periods.record.layout import METRICS_FILE
 from critical_periods.record.metric_names import EPOCH, STEP
@@ -50,6 +53,8 @@ class RunRecordLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if step is not None and EPOCH_END_KEYS & metrics.keys():
+            step += 1  # Lightning logs an epoch's own numbers at its last batch's index (record.epochs)
         row = {STEP: step, **{key: plain(value) for key, value in metrics.items()}}
         if isinstance(row.get(EPOCH), float) and row[EPOCH].is_integer():
             row[EPOCH] = int(row[EPOCH])

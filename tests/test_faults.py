@@ -1,9 +1,13 @@
-"""Faults a cluster user meets, survived with nothing lost: a disk that fills during a run."""
+"""Faults a cluster user meets, survived with nothing lost: a disk that fills during a run or under a
+sweep, and two sweeps racing on one folder."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -53,3 +57,56 @@ def test_a_full_disk_fails_the_run_honestly_and_the_same_command_resumes_once_sp
     assert reference.returncode == 0
     assert json.loads((run_dir / "summary.json").read_text())["resumed_from_epoch"] is not None
     assert rows(run_dir) == rows(tmp_path / "reference")  # every row once, bitwise the uninterrupted run's
+
+
+def job_rows(sweep_dir: Path) -> dict[str, list[dict]]:
+    """Every job folder's metric rows, by folder name."""
+    return {p.parent.name: rows(p.parent) for p in sorted(sweep_dir.glob("*/summary.json"))}
+
+
+def statuses(sweep_dir: Path) -> list[str]:
+    return [json.loads(p.read_text())["status"] for p in sorted(sweep_dir.glob("*/summary.json"))]
+
+
+@pytest.mark.slow
+def test_a_sweep_on_a_full_disk_stops_honestly_and_its_rerun_finishes_every_job(tmp_path, small_disk):
+    mount, resize = small_disk
+    sweep = mount / "sweep"
+    full = run_cli("-m", "seed=0,1", *ARGS, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert [line for line in full.stderr.splitlines() if line.startswith("error: no space left on device")]
+    assert statuses(sweep) == ["failed"]  # the job that hit the full disk; the next one never started
+    assert not list(sweep.rglob("*.pending")) and not list(sweep.rglob(".*.tmp"))
+
+    resize(64)
+    rerun = run_cli("-m", "seed=0,1", *ARGS, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    reference = run_cli("-m", "seed=0,1", *ARGS, f"hydra.sweep.dir={tmp_path / 'reference'}", cwd=tmp_path)
+    assert reference.returncode == 0
+    assert statuses(sweep) == ["completed", "completed"]
+    assert job_rows(sweep) == job_rows(tmp_path / "reference")  # bitwise the uninterrupted sweep's rows
+
+
+RACE_ARGS = ["data.source.num_samples=1000", "model.widths=[512,512]", "logger=none", "probes=none", "deficit.length=2",
+             "schedule.epochs_after_deficit=100", "trainer.enable_progress_bar=false"]  # ~10 s a job
+
+
+@pytest.mark.slow
+def test_two_sweeps_racing_on_one_folder_train_each_job_once(tmp_path):
+    """A user submits the same sweep twice: each job is trained by whichever process claims it first;
+    the other skips it (held, or already completed), and no record is written twice."""
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "critical_periods.train", "-m", "seed=0,1,2", *RACE_ARGS, f"hydra.sweep.dir={sweep}"]
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(sweep.glob("*seed=0/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first sweep is training its first job
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and second.returncode == 0, err[-2000:] + second.stderr[-2000:]
+    assert "is held by pid" in second.stdout + second.stderr  # it met the first one's claimed job
+    reference = run_cli("-m", "seed=0,1,2", *RACE_ARGS, f"hydra.sweep.dir={tmp_path / 'reference'}", cwd=tmp_path)
+    assert reference.returncode == 0
+    assert statuses(sweep) == ["completed"] * 3
+    assert job_rows(sweep) == job_rows(tmp_path / "reference")

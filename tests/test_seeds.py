@@ -220,3 +220,34 @@ def test_a_killed_group_resumes_every_seed_from_its_checkpoint(tmp_path):
         assert summary["status"] == "completed" and summary["resumed_from_epoch"] >= 1
         val_epochs = [r["epoch"] for r in read_metrics(summary_path.parent) if "val/acc" in r]
         assert val_epochs == list(range(summary["epochs"]))  # every epoch once
+
+
+def test_a_branching_sweep_of_seed_groups_records_what_the_basic_launcher_records(tmp_path):
+    # Two seeds of a removal sweep: each length's group starts from the branch points the previous
+    # length's group saved (each seed its own), as each lone job starts from its sibling's.
+    from critical_periods.sweep.branch_store import BranchStore
+
+    grid = (*[o for o in GROUP_RUN if not o.startswith("seed=")], *MODELS["mlp"], "seed=0,1",
+            "deficit.length=0,1,2,3", "schedule.epochs_after_deficit=2")
+    runs, output = {}, {}
+    for name, launcher in (("group", ["hydra/launcher=seeds"]), ("lone", [])):
+        done = run_cli("-m", *grid, *launcher, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name], output[name] = job_records(tmp_path / name), done.stdout + done.stderr
+        assert BranchStore(tmp_path / name).points() == {}  # every point pruned once no pending job needed it
+    assert output["group"].count("training 2 seeds as one vectorised model") == 4
+    group, lone = runs["group"], runs["lone"]
+    assert sorted(group) == sorted(lone) and len(lone) == 8
+    taken = {}
+    for name in lone:
+        a, b = lone[name]["summary"], group[name]["summary"]
+        assert b["status"] == a["status"] == "completed"
+        assert b["branched_from_epoch"] == a["branched_from_epoch"], name
+        taken[b["seed"], b["length"]] = b["branched_from_epoch"]
+        assert row_keys(group[name]["rows"]) == row_keys(lone[name]["rows"]), name
+        for got, expected in zip(group[name]["rows"], lone[name]["rows"]):
+            assert {k: v for k, v in got.items() if k != "probe/seconds"} == pytest.approx(
+                {k: v for k, v in expected.items() if k != "probe/seconds"}, rel=1e-3, abs=1e-6), name
+        assert b["final/test_error"] == pytest.approx(a["final/test_error"], abs=0.03)
+    # Each length takes the previous length's deficit epochs, for both seeds.
+    assert [taken[s, n] for s in (0, 1) for n in (0, 1, 2, 3)] == [None, None, 1, 2] * 2

@@ -4,9 +4,10 @@
 
     python benchmarks/seeds_study.py                 # the depth study, cut grid (below)
     python benchmarks/seeds_study.py --epochs 10 --after 10
+    python benchmarks/seeds_study.py --study sensitivity_conv1d --epochs 10 --after 10
 
-The cut grid is the depth study's first command (both depths, blur and no deficit, seeds 0-4) with
-shorter training; one torch thread, ``logger=none``. Run it on an idle machine (check ``uptime``).
+The cut grids: the depth study's first command (both depths, blur and no deficit, seeds 0-4), or a
+sensitivity study's first (blur windows at onsets 0 and ``--epochs``, seeds 0-4), with shorter training; one torch thread, ``logger=none``. Run it on an idle machine (check ``uptime``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,13 @@ def cut_depth_study(epochs: int, after: int, widths: str) -> Study:
     return Study("depth_cut", "the depth study, cut", full=(grid,), quick=(grid,))
 
 
+def cut_sensitivity_study(epochs: int, after: int, model: str) -> Study:
+    """The sensitivity study's first command (blur windows at two onsets, seeds 0-4), cut."""
+    grid = ("sweep=window", f"model={model}", f"deficit.length={epochs}", f"schedule.epochs_after_deficit={after}",
+            "deficit=blur", f"deficit.onset=0,{epochs}", f"seed={SEEDS}", "probes=none")
+    return Study(f"sensitivity_{model}_cut", "the sensitivity study, cut", full=(grid,), quick=(grid,))
+
+
 def records(sweep_dir: Path) -> dict[str, tuple]:
     out = {}
     for summary in sweep_dir.glob("*/summary.json"):
@@ -42,9 +50,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=10, help="blur epochs (deficit.length)")
     parser.add_argument("--after", type=int, default=10, help="clean epochs after the deficit")
-    parser.add_argument("--widths", default="[512],[512,512,512,512]", help="model.widths grid")
+    parser.add_argument("--widths", default="[512],[512,512,512,512]", help="model.widths grid (depth)")
+    parser.add_argument("--study", choices=("depth", "sensitivity_conv1d", "sensitivity_mlp"), default="depth")
     args = parser.parse_args()
-    study = cut_depth_study(args.epochs, args.after, args.widths)
+    study = (cut_depth_study(args.epochs, args.after, args.widths) if args.study == "depth"
+             else cut_sensitivity_study(args.epochs, args.after, args.study.split("_")[1]))
     print(f"load: {os.getloadavg()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         out, walls = Path(tmp), {}

@@ -39,7 +39,7 @@ from critical_periods.record.summary import FINISHED, Summary, write_summary
 from critical_periods.seeds.branch_points import GroupBranchPoints
 from critical_periods.seeds.checkpoint import GroupCheckpoint, group_checkpoint
 from critical_periods.seeds.data import StackedDataModule
-from critical_periods.seeds.fanout import SeedCallbacks, SeedLoggers, seed_row
+from critical_periods.seeds.fanout import SeedCallbacks, SeedLoggers, seed_fit_seconds, seed_row
 from critical_periods.seeds.module import StackedClassifier
 from critical_periods.seeds.stacked import not_vectorisable, stack_models
 from critical_periods.signals import stop_on_signals
@@ -234,11 +234,9 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
                                hydra.utils.instantiate(first.cfg.optim), module0.lr_factor)
     datamodule = StackedDataModule([member.prepared[0] for member in members])
     run_dirs = [member.out_dir for member in members]
-    callbacks: list[pl.Callback] = [
-        SeedCallbacks([member.prepared[3] for member in members], lone_models, datamodule.datamodules,
-                      [member.loggers for member in members], run_dirs),
-        StopWhenRequested(),
-    ]
+    seed_callbacks = SeedCallbacks([member.prepared[3] for member in members], lone_models, datamodule.datamodules,
+                      [member.loggers for member in members], run_dirs)
+    callbacks: list[pl.Callback] = [seed_callbacks, StopWhenRequested()]
     every = first.cfg.checkpoint.every_n_epochs
 
     def saves(s: int, epoch: int) -> bool:
@@ -271,9 +269,10 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
             alive = [s for s in range(len(members)) if module.diverged[s] is None]
             test_results = trainer.test(module, datamodule=datamodule, verbose=False) if alive else [{}]
             raise_if_stop_requested()
+            fit_seconds = seed_fit_seconds(seconds, seed_callbacks.seconds)
             for s, member in enumerate(members):
                 summary = member.summary
-                summary.fit_seconds = seconds / len(members)  # the seed's share: sums over runs stay true
+                summary.fit_seconds = fit_seconds[s]  # its probes and its share of the rest: sums over runs stay true
                 if module.diverged[s] is not None:
                     summary.epochs_trained = module.diverged[s] + 1
                     summary.status = Status.DIVERGED

@@ -220,3 +220,103 @@ def test_a_killed_group_resumes_every_seed_from_its_checkpoint(tmp_path):
         assert summary["status"] == "completed" and summary["resumed_from_epoch"] >= 1
         val_epochs = [r["epoch"] for r in read_metrics(summary_path.parent) if "val/acc" in r]
         assert val_epochs == list(range(summary["epochs"]))  # every epoch once
+
+
+def test_a_branching_sweep_of_seed_groups_records_what_the_basic_launcher_records(tmp_path):
+    # Two seeds of a removal sweep: each length's group starts from the branch points the previous
+    # length's group saved (each seed its own), as each lone job starts from its sibling's.
+    from critical_periods.sweep.branch_store import BranchStore
+
+    grid = (*[o for o in GROUP_RUN if not o.startswith("seed=")], *MODELS["mlp"], "seed=0,1",
+            "deficit.length=0,1,2,3", "schedule.epochs_after_deficit=2")
+    runs, output = {}, {}
+    for name, launcher in (("group", ["hydra/launcher=seeds"]), ("lone", [])):
+        done = run_cli("-m", *grid, *launcher, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs[name], output[name] = job_records(tmp_path / name), done.stdout + done.stderr
+        assert BranchStore(tmp_path / name).points() == {}  # every point pruned once no pending job needed it
+    assert output["group"].count("training 2 seeds as one vectorised model") == 4
+    group, lone = runs["group"], runs["lone"]
+    assert sorted(group) == sorted(lone) and len(lone) == 8
+    taken = {}
+    for name in lone:
+        a, b = lone[name]["summary"], group[name]["summary"]
+        assert b["status"] == a["status"] == "completed"
+        assert b["branched_from_epoch"] == a["branched_from_epoch"], name
+        taken[b["seed"], b["length"]] = b["branched_from_epoch"]
+        assert row_keys(group[name]["rows"]) == row_keys(lone[name]["rows"]), name
+        for got, expected in zip(group[name]["rows"], lone[name]["rows"]):
+            assert {k: v for k, v in got.items() if k != "probe/seconds"} == pytest.approx(
+                {k: v for k, v in expected.items() if k != "probe/seconds"}, rel=1e-3, abs=1e-6), name
+        assert b["final/test_error"] == pytest.approx(a["final/test_error"], abs=0.03)
+    # Each length takes the previous length's deficit epochs, for both seeds.
+    assert [taken[s, n] for s in (0, 1) for n in (0, 1, 2, 3)] == [None, None, 1, 2] * 2
+
+
+def test_slurm_seeds_submits_one_submitit_job_per_seed_group_and_records_what_the_basic_launcher_records(tmp_path):
+    # hydra/launcher=local_seeds is slurm_seeds with submitit's local executor: a real submitit launch,
+    # one process per group, all at once.
+    grid = (*[o for o in GROUP_RUN if not o.startswith("seed=")], *MODELS["mlp"], "seed=0,1", "deficit.length=0,1")
+    for name, launcher in (("submitit", ["hydra/launcher=local_seeds"]), ("lone", [])):
+        done = run_cli("-m", *grid, *launcher, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+    submitted = sorted((tmp_path / "submitit" / ".submitit").glob("*/*_result.pkl"))
+    assert len(submitted) == 2  # two groups (the two lengths), one submitit job each
+    logs = "".join(p.read_text() for p in (tmp_path / "submitit" / ".submitit").glob("*/*_log.*"))
+    assert logs.count("training 2 seeds as one vectorised model") == 2
+    group, lone = job_records(tmp_path / "submitit"), job_records(tmp_path / "lone")
+    assert sorted(group) == sorted(lone) and len(lone) == 4
+    for name in lone:
+        a, b = lone[name], group[name]
+        assert b["hydra"] == a["hydra"] and b["summary"]["status"] == "completed"
+        assert row_keys(b["rows"]) == row_keys(a["rows"])
+        for key in ("train/loss", "fisher/trace"):
+            assert first(b["rows"], key) == pytest.approx(first(a["rows"], key), rel=1e-3)
+        assert sorted(b["summary"]) == sorted(a["summary"])
+        assert abs(b["summary"]["final/test_error"] - a["summary"]["final/test_error"]) <= 0.03
+        assert structure(b["checkpoint"]) == structure(a["checkpoint"])
+
+
+def test_slurm_seeds_composes_with_the_slurm_keys(tmp_path):
+    with initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm_seeds", "hydra.launcher.partition=gpu",
+                                          "hydra.launcher.max_group=4", f"hydra.sweep.dir={tmp_path}"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmSeedsLauncher") and launcher.max_group == 4 and launcher.partition == "gpu"
+    assert launcher.max_num_timeout == 3 and launcher.submitit_folder == f"{tmp_path}/.submitit/%j"
+
+
+PROBE_KEYS = ("stiffness/", "cka/", "frequency/", "curvature/", "break_even/")
+
+
+def test_the_non_fisher_probes_of_a_grouped_seed_are_its_lone_runs(tmp_path):
+    # Stiffness, CKA, the frequency errors and the break-even probes (lambda_H^1 by Lanczos, K), at the
+    # start, at early steps and after every epoch of a 2-epoch run, for each seed of a group of two.
+    probes = ("probes=full", "probes.probe_size=64", "probes.early_steps=3", "probes.early_until_step=6",
+              "probes.covariance.batches=4")
+    grid = (*[o for o in GROUP_RUN if not o.startswith(("seed=", "probes"))], *MODELS["mlp"], *probes, "seed=0,1")
+    started = time.perf_counter()
+    for name, launcher in (("group", ["hydra/launcher=seeds"]), ("lone", [])):
+        done = run_cli("-m", *grid, *launcher, f"hydra.sweep.dir={tmp_path / name}", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        if name == "group":
+            group_wall = time.perf_counter() - started
+            assert "training 2 seeds as one vectorised model" in done.stdout + done.stderr
+    group, lone = job_records(tmp_path / "group"), job_records(tmp_path / "lone")
+    assert sorted(group) == sorted(lone) and len(lone) == 2
+    compared = set()
+    for name in lone:
+        assert row_keys(group[name]["rows"]) == row_keys(lone[name]["rows"])
+        for got, expected in zip(group[name]["rows"], lone[name]["rows"]):
+            for key, value in expected.items():
+                if key.startswith(PROBE_KEYS) and not key.endswith("seconds") and isinstance(value, float):
+                    assert got[key] == pytest.approx(value, rel=1e-3, abs=1e-5), (name, got["step"], key)
+                    compared.add(key.split("/")[0])
+        stiffness = [json.loads(line) for line in (tmp_path / "group" / name / "stiffness.jsonl").read_text().splitlines()]
+        alone = [json.loads(line) for line in (tmp_path / "lone" / name / "stiffness.jsonl").read_text().splitlines()]
+        assert len(stiffness) == len(alone) > 1
+        # fit_seconds: the seed's probes plus its share of the rest; the seeds' add up to the group's fit
+        assert 0 < group[name]["summary"]["fit_seconds"] < group_wall
+    assert {"stiffness", "cka", "frequency", "curvature", "break_even"} <= compared
+    seconds = [group[n]["summary"]["fit_seconds"] for n in sorted(group)]
+    assert sum(seconds) < group_wall and len(set(seconds)) == 2  # each seed charged its own probes' time

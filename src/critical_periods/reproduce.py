@@ -29,7 +29,7 @@ from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.report import copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
-from critical_periods.reproduction.studies import MODELS, STUDIES, Study, run_study
+from critical_periods.reproduction.studies import LAUNCHER, MODELS, STUDIES, Study, run_study
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> Path:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}, "
                        f"torch {torch.__version__}" + (", one torch thread per study" if threads else ""),
             "jobs": max(1, args.jobs),
+            "launcher": LAUNCHER,
             "wall_minutes": (time.perf_counter() - started) / 60,
             "runs": len(all_runs),
             "fit_minutes": sum(r.fit_seconds or 0.0 for r in all_runs) / 60,

@@ -231,12 +231,20 @@ STUDY_SETTINGS = ("sweep", "name", "logger", "trainer.enable_progress_bar", "thr
 NOT_IN_FOLDER_NAMES = folder_name_excludes(STUDY_SETTINGS)
 
 
-def multirun_command(overrides: tuple[str, ...], sweep_dir: Path, extra: tuple[str, ...]) -> list[str]:
-    return [sys.executable, "-m", "critical_periods.train", "-m", *overrides, *extra, f"hydra.sweep.dir={sweep_dir}",
+# Every study has seeds 0-4 and/or 100-104: the seeds launcher trains the jobs that differ only in
+# seed as one vectorised model; the job folders and records are the basic launcher's.
+LAUNCHER = "seeds"
+
+
+def multirun_command(overrides: tuple[str, ...], sweep_dir: Path, extra: tuple[str, ...],
+                     launcher: str = LAUNCHER) -> list[str]:
+    return [sys.executable, "-m", "critical_periods.train", "-m", *overrides, *extra, f"hydra/launcher={launcher}",
+            f"hydra.sweep.dir={sweep_dir}",
             f"hydra.job.config.override_dirname.exclude_keys=[{','.join(NOT_IN_FOLDER_NAMES)}]"]
 
 
-def run_study(study: Study, out_dir: Path, quick: bool, extra: tuple[str, ...], threads: int | None) -> float:
+def run_study(study: Study, out_dir: Path, quick: bool, extra: tuple[str, ...], threads: int | None,
+              launcher: str = LAUNCHER) -> float:
     """Run every multirun of ``study`` into ``out_dir/<name>``; returns the wall time in seconds.
     Finished jobs are skipped (the sweeps are resumable), so an interrupted reproduction continues."""
     sweep_dir = out_dir / study.name
@@ -246,7 +254,7 @@ def run_study(study: Study, out_dir: Path, quick: bool, extra: tuple[str, ...], 
         extra = (*extra, f"threads={threads}")
     started = time.perf_counter()
     for overrides in study.quick if quick else study.full:
-        command = multirun_command(overrides, sweep_dir, extra)
+        command = multirun_command(overrides, sweep_dir, extra, launcher)
         result = subprocess.run(command, env=env, capture_output=True, text=True)
         (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
         log = sweep_dir / "logs" / f"{int(time.time() * 1000)}.log"

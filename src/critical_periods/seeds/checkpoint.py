@@ -98,11 +98,15 @@ class GroupCheckpoint(pl.callbacks.Checkpoint):
         for s, lone in enumerate(self.lone):
             if not self.save_seed(s, epoch):
                 continue
-            lone.best_model_path = str(lone.final_path)  # what the lone run's ModelCheckpoint records
-            callbacks = {RandomStates().state_key: capture(), lone.state_key: lone.state_dict()}
             lone.pending_path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(seed_checkpoint(group, s, callbacks, self.configs[s]), lone.pending_path)
+            torch.save(seed_checkpoint(group, s, self.callback_states(s), self.configs[s]), lone.pending_path)
         self._last_save = time.monotonic()
+
+    def callback_states(self, s: int) -> dict[str, Any]:
+        """The callback states seed ``s``'s lone run saves with a checkpoint."""
+        lone = self.lone[s]
+        lone.best_model_path = str(lone.final_path)  # what the lone run's ModelCheckpoint records
+        return {RandomStates().state_key: capture(), lone.state_key: lone.state_dict()}
 
     def promote(self) -> None:
         for lone in self.lone:

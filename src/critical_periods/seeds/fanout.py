@@ -3,6 +3,7 @@ log, its probe callbacks run on its own weights as if their trainer were its lon
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,16 @@ class SeedCallbacks(pl.Callback):
         self.loggers = loggers
         self.run_dirs = run_dirs
         self._views: list[tuple[SeedTrainer, SeedModule]] = []
+        # Wall seconds spent on each seed's own work (its probes, copying its weights out for them):
+        # the part of the group's fit time that is the seed's alone (see ``seed_fit_seconds``).
+        self.seconds = [0.0] * len(models)
+
+    def _timed(self, s: int, work: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        try:
+            work()
+        finally:
+            self.seconds[s] += time.perf_counter() - started
 
     def _live(self, pl_module) -> list[int]:
         diverged = getattr(pl_module, "diverged", [None] * len(self.models))
@@ -133,14 +144,16 @@ class SeedCallbacks(pl.Callback):
             for s in range(len(self.models))
         ]
         for s in self._live(pl_module):
-            for callback in self.callbacks[s]:
-                callback.on_fit_start(*self._views[s])
+            self._timed(s, lambda: [callback.on_fit_start(*self._views[s]) for callback in self.callbacks[s]])
 
     def on_train_start(self, trainer, pl_module) -> None:
         for s in self._live(pl_module):
-            self._sync(pl_module, s)
-            for callback in self.callbacks[s]:
-                callback.on_train_start(*self._views[s])
+            self._timed(s, lambda: self._train_start(pl_module, s))
+
+    def _train_start(self, pl_module, s: int) -> None:
+        self._sync(pl_module, s)
+        for callback in self.callbacks[s]:
+            callback.on_train_start(*self._views[s])
 
     @staticmethod
     def _wants_batch_end(callback: pl.Callback, step: int) -> bool:
@@ -153,17 +166,35 @@ class SeedCallbacks(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         for s in self._live(pl_module):
-            synced = False
-            for callback in self.callbacks[s]:
-                if not self._wants_batch_end(callback, step):
-                    continue
-                if step in getattr(callback, "early_steps", ()) and not synced:
-                    self._sync(pl_module, s)
-                    synced = True
-                callback.on_train_batch_end(*self._views[s], {"loss": outputs["seed_losses"][s]}, None, batch_idx)
+            wanted = [c for c in self.callbacks[s] if self._wants_batch_end(c, step)]
+            if wanted:
+                self._timed(s, lambda: self._batch_end(pl_module, s, wanted, step, outputs, batch_idx))
+
+    def _batch_end(self, pl_module, s: int, wanted: list[pl.Callback], step: int, outputs, batch_idx: int) -> None:
+        synced = False
+        for callback in wanted:
+            if step in getattr(callback, "early_steps", ()) and not synced:
+                self._sync(pl_module, s)
+                synced = True
+            callback.on_train_batch_end(*self._views[s], {"loss": outputs["seed_losses"][s]}, None, batch_idx)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         for s in self._live(pl_module):
-            self._sync(pl_module, s)
-            for callback in self.callbacks[s]:
-                callback.on_train_epoch_end(*self._views[s])
+            self._timed(s, lambda: self._epoch_end(pl_module, s))
+
+    def _epoch_end(self, pl_module, s: int) -> None:
+        self._sync(pl_module, s)
+        for callback in self.callbacks[s]:
+            callback.on_train_epoch_end(*self._views[s])
+
+
+def seed_fit_seconds(group_seconds: float, own_seconds: list[float]) -> list[float]:
+    """Each seed's ``fit_seconds``: its own work (its probes) plus an equal share of the rest of the
+    group's fit (the vectorised steps, validation, checkpoints), so the seeds' times add up to the
+    group's and a seed with costlier probes is charged for them.
+
+    >>> seed_fit_seconds(10.0, [1.0, 3.0])
+    [4.0, 6.0]
+    """
+    shared = max(group_seconds - sum(own_seconds), 0.0) / len(own_seconds)
+    return [shared + own for own in own_seconds]

@@ -32,17 +32,20 @@ from critical_periods.config.validation import check_config
 from critical_periods.fitting import final_metrics, is_interruption, record_end
 from critical_periods.record.layout import SUMMARY_FILE
 from critical_periods.record.lock import RunFolderBusy, RunLock
+from critical_periods.record.resume import ResumePoint
 from critical_periods.record.resume import resume_point as resume_point_of
 from critical_periods.record.resume import trim_metrics
 from critical_periods.record.summary import FINISHED, Summary, write_summary
+from critical_periods.seeds.branch_points import GroupBranchPoints
 from critical_periods.seeds.checkpoint import GroupCheckpoint, group_checkpoint
 from critical_periods.seeds.data import StackedDataModule
-from critical_periods.seeds.fanout import SeedCallbacks, SeedLoggers, seed_row
+from critical_periods.seeds.fanout import SeedCallbacks, SeedLoggers, seed_fit_seconds, seed_row
 from critical_periods.seeds.module import StackedClassifier
 from critical_periods.seeds.stacked import not_vectorisable, stack_models
 from critical_periods.signals import stop_on_signals
 from critical_periods.stopping import clear_stop, raise_if_stop_requested
-from critical_periods.threads import set_threads
+from critical_periods.sweep.branching import JobBranching
+from critical_periods.threads import numerics_environment, set_threads
 from critical_periods.tracking.loggers import build_loggers, uses_wandb
 from critical_periods.tracking.run_tracking import RunTracking
 from critical_periods.tracking.wandb_run import wandb_run_id
@@ -110,9 +113,8 @@ class Member:
     config: dict[str, Any]
     hydra_config: DictConfig | None = None
     prepared: tuple | None = None  # (datamodule, epochs, ClassifierModule, probe callbacks)
-    previous: Summary | None = None
-    checkpoint: Path | None = None
-    resumed_from: int | None = None
+    point: ResumePoint = field(default_factory=ResumePoint)  # where it starts: fresh, its checkpoint, a branch point
+    branching: JobBranching = field(default_factory=JobBranching)
     lock: RunLock | None = None
     summary: Summary | None = None
     loggers: list = field(default_factory=list)
@@ -165,16 +167,25 @@ def train_group(cfgs: Sequence[DictConfig], hydra_configs: Sequence[DictConfig] 
             claimed.append(member)
         starts: dict[int | None, list[Member]] = {}
         for member in claimed:
-            member.previous, member.checkpoint, member.resumed_from = resume_point(member.out_dir, member.config)
-            if member.previous is not None and member.previous.status in FINISHED:
-                log.info("skipped: %s already holds a %s run", member.out_dir, member.previous.status)
-                results[member.index] = member.previous
+            # As train.train: authoritative now that the folder is ours; a seed without a checkpoint of
+            # its own starts from the latest branch point holding its state (its sweep siblings' of the
+            # same seed), so the seeds of a group share their branch epochs when earlier jobs saved them.
+            with as_job(member):
+                member.branching = JobBranching.for_job(member.cfg, member.config,
+                                                        numerics_environment(member.cfg.trainer.accelerator))
+            point = resume_point_of(member.out_dir, member.config)
+            if point.finished:
+                log.info("skipped: %s already holds a %s run", member.out_dir, point.previous.status)
+                results[member.index] = point.previous
                 continue
-            starts.setdefault(member.resumed_from, []).append(member)
+            member.point = member.branching.start(point, member.out_dir)
+            starts.setdefault(member.point.epoch, []).append(member)
         for resumed_from, members in starts.items():
             fit_and_test_group(members, resumed_from)
             for member in members:
                 results[member.index] = member.summary
+        for member in claimed:
+            member.branching.prune()
     finally:
         for member in claimed:
             member.lock.release()
@@ -188,12 +199,13 @@ def start_records(members: list[Member], resumed_from: int | None) -> None:
         datamodule, epochs, _, probes = member.prepared
         trim_metrics(member.out_dir, resumed_from)
         summary = summary_of(member.cfg, member.config, datamodule, epochs)
-        previous = member.previous
+        previous = member.point.previous
         summary.wandb_id = (previous.wandb_id if previous is not None else None) or wandb_run_id()
-        summary.branched_from_epoch = previous.branched_from_epoch if previous is not None and member.checkpoint is not None else None
-        if resumed_from is not None:
+        summary.branched_from_epoch = member.point.branched_from
+        if member.point.resumed:
             summary.resumed_from_epoch = resumed_from
             log.info("resuming %s after epoch %d", member.out_dir, resumed_from)
+        if resumed_from is not None:
             for callback in probes:
                 callback.at_start = False  # its at-start row is in the record already
         write_summary(member.out_dir, summary)
@@ -222,16 +234,20 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
                                hydra.utils.instantiate(first.cfg.optim), module0.lr_factor)
     datamodule = StackedDataModule([member.prepared[0] for member in members])
     run_dirs = [member.out_dir for member in members]
-    callbacks: list[pl.Callback] = [
-        SeedCallbacks([member.prepared[3] for member in members], lone_models, datamodule.datamodules,
-                      [member.loggers for member in members], run_dirs),
-        StopWhenRequested(),
-    ]
+    seed_callbacks = SeedCallbacks([member.prepared[3] for member in members], lone_models, datamodule.datamodules,
+                      [member.loggers for member in members], run_dirs)
+    callbacks: list[pl.Callback] = [seed_callbacks, StopWhenRequested()]
     every = first.cfg.checkpoint.every_n_epochs
-    if every:
-        def saves(s: int, epoch: int) -> bool:
-            return module.diverged[s] is None or module.diverged[s] >= epoch
-        callbacks.append(GroupCheckpoint(run_dirs, [m.config for m in members], every, first.cfg.checkpoint.min_seconds, saves))
+
+    def saves(s: int, epoch: int) -> bool:
+        return module.diverged[s] is None or module.diverged[s] >= epoch
+
+    checkpoint = GroupCheckpoint(run_dirs, [m.config for m in members], every, first.cfg.checkpoint.min_seconds, saves) if every else None
+    callbacks.extend([checkpoint] if checkpoint else [])
+    branchings = [member.branching for member in members]
+    if GroupBranchPoints.needed(branchings):
+        callbacks.append(GroupBranchPoints(branchings, run_dirs, [m.config for m in members],
+                                           checkpoint.callback_states if checkpoint else None, saves))
     fanout = SeedLoggers([member.loggers for member in members], stopped_after=lambda s: module.diverged[s])
     trainer = build_trainer(group_trainer_config(first.cfg, bool(every)), epochs, [fanout], callbacks)
     log.info("seeds: training %d seeds as one vectorised model (%s)", len(members),
@@ -241,7 +257,7 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
         try:
             ckpt_path = None
             if resumed_from is not None:
-                seeds = [torch.load(m.checkpoint, map_location="cpu", weights_only=True) for m in members]
+                seeds = [torch.load(m.point.checkpoint, map_location="cpu", weights_only=True) for m in members]
                 ckpt_path = Path(scratch) / "group.ckpt"
                 torch.save(group_checkpoint(seeds), ckpt_path)
                 del seeds
@@ -253,9 +269,10 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
             alive = [s for s in range(len(members)) if module.diverged[s] is None]
             test_results = trainer.test(module, datamodule=datamodule, verbose=False) if alive else [{}]
             raise_if_stop_requested()
+            fit_seconds = seed_fit_seconds(seconds, seed_callbacks.seconds)
             for s, member in enumerate(members):
                 summary = member.summary
-                summary.fit_seconds = seconds / len(members)  # the seed's share: sums over runs stay true
+                summary.fit_seconds = fit_seconds[s]  # its probes and its share of the rest: sums over runs stay true
                 if module.diverged[s] is not None:
                     summary.epochs_trained = module.diverged[s] + 1
                     summary.status = Status.DIVERGED
@@ -303,6 +320,21 @@ def job_log(member: Member):
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+@contextmanager
+def as_job(member: Member):
+    """Within it, ``HydraConfig`` is the member's job's (branching finds its job and sweep folders there)."""
+    if member.hydra_config is None:
+        yield
+        return
+    instance = HydraConfig.instance()
+    saved = instance.cfg
+    instance.set_config(member.hydra_config)
+    try:
+        yield
+    finally:
+        instance.cfg = saved
 
 
 class hydra_config_of:

@@ -52,22 +52,35 @@ def launch_seed_groups(hydra_context: HydraContext, task_function: TaskFunction,
             sweep_config.hydra.job.id = idx
             sweep_config.hydra.job.num = idx
         sweep_configs.append(sweep_config)
+    groups = plan_or_exit(sweep_configs, max_group)
+
+    runs: list[JobReturn | None] = [None] * len(sweep_configs)
+    for group in groups:
+        returns = run_configs(hydra_context, task_function, [sweep_configs[i] for i in group], config)
+        for index, job_return in zip(group, returns):
+            runs[index] = job_return
+    return runs
+
+
+def plan_or_exit(sweep_configs: list[DictConfig], max_group: int) -> list[list[int]]:
+    """:func:`plan_groups`, or exit 2 with one line naming the bad ``max_group``."""
     try:
-        groups = plan_groups(sweep_configs, max_group)
+        return plan_groups(sweep_configs, max_group)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
-    runs: list[JobReturn | None] = [None] * len(sweep_configs)
-    for group in groups:
-        configs = [sweep_configs[i] for i in group]
-        returns = run_group(hydra_context, task_function, configs, config) if len(group) > 1 else None
-        if returns is None:  # one job, or a model that cannot be vectorised: the basic launcher's way
-            returns = [run_basic(hydra_context, task_function, c, config) for c in configs]
-        for index, job_return in zip(group, returns):
-            runs[index] = job_return
-        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    return runs
+
+def run_configs(hydra_context: HydraContext, task_function: TaskFunction, configs: list[DictConfig],
+                config: DictConfig) -> list[JobReturn]:
+    """One seed group's jobs (composed sweep configs), trained together; one job, or a model that
+    cannot be vectorised, the basic launcher's way. Used in this process (``seeds``) and in a
+    submitit job per group (``slurm_seeds``, ``local_seeds``)."""
+    returns = run_group(hydra_context, task_function, configs, config) if len(configs) > 1 else None
+    if returns is None:
+        returns = [run_basic(hydra_context, task_function, c, config) for c in configs]
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    return returns
 
 
 def run_basic(hydra_context: HydraContext, task_function: TaskFunction, sweep_config: DictConfig,

@@ -147,7 +147,8 @@ def test_shuffled_pixels_in_training_permute_every_example_alike_only_in_the_win
 
 # -- real runs -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["random_labels", "shuffled_pixels"])
+# ~10 s each; shuffled pixels also trains for real in-process above, so its command run is slow-marked.
+@pytest.mark.parametrize("kind", ["random_labels", pytest.param("shuffled_pixels", marks=pytest.mark.slow)])
 def test_the_train_command_runs_each_deficit(tmp_path, kind):
     out = tmp_path / "run"
     done = run_cli(*TINY, f"deficit={kind}", f"paths.output_dir={out}", "probes=representation",

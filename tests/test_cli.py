@@ -28,7 +28,7 @@ def test_installed_train_help_shows_the_projects_groups_without_importing_torch(
     result = command("critical-periods-train", "--help", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "critical-periods-train: train a network while a deficit" in result.stdout
-    assert "deficit: blur, label_permutation, noise, none, vertical_flip" in result.stdout
+    assert "deficit: blur, label_permutation, noise, none, random_labels, shuffled_pixels, vertical_flip" in result.stdout
     assert "critical-periods-train -m sweep=removal" in result.stdout  # the examples
     assert "sweep: achille_cifar10, " in result.stdout and "removal" in result.stdout
     assert "sweep/wandb" not in result.stdout  # W&B's sweep files are not a config group

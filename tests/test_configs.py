@@ -25,7 +25,7 @@ FILE_DATA = {"mnist", "fashion_mnist", "cifar10", "cifar100"}  # need files: bui
 def test_every_group_has_its_options():
     assert {"mnist1d", "digits", "synthetic", *FILE_DATA} <= set(options("data"))
     assert {"mlp", "conv1d", "simple_cnn", "all_cnn", "resnet18", "deep_linear"} <= set(options("model"))
-    assert {"none", "blur", "vertical_flip", "label_permutation", "noise"} <= set(options("deficit"))
+    assert {"none", "blur", "vertical_flip", "label_permutation", "noise", "random_labels", "shuffled_pixels"} <= set(options("deficit"))
 
 
 @pytest.mark.parametrize("option", options("data"))

@@ -86,7 +86,7 @@ def test_multirun_writes_one_record_and_one_wandb_run_per_job(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,message", [
-    (["deficit=fog"], "deficit=fog is not allowed: it must be one of blur, label_permutation, noise, none"),
+    (["deficit=fog"], "deficit=fog is not allowed: it must be one of blur, label_permutation, noise, none, random_labels, shuffled_pixels"),
     (["deficit.onset=-1"], "deficit.onset=-1 is not allowed"),
     (["schedule.mode=fixed", "schedule.epochs=3", "deficit.length=5"], "ends at epoch 5"),
     (["deficit=blur", "deficit.size=100"], "deficit.size=100 is not allowed"),

@@ -30,6 +30,7 @@ from critical_periods.reproduction.report import copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
 from critical_periods.reproduction.studies import LAUNCHER, MODELS, STUDIES, Study, run_study
+from critical_periods.reproduction.claims_zhang import zhang_claims
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +72,7 @@ def judge(runs: dict[str, Sequence[Run]], rules: Rules) -> tuple[list[c.Claim], 
         claims.append(claim)
         records += rows
     claims.append(c.cka_claim(j, get("representations"), figure("representations", "cka_deficit_vs_clean.png")))
+    claims += zhang_claims(j, get("zhang_fit"), get("zhang_window"), figure)
     return claims, records
 
 

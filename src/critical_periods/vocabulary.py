@@ -45,6 +45,8 @@ class DeficitKind(_Vocabulary):
     NOISE = "noise"
     VERTICAL_FLIP = "vertical_flip"
     LABEL_PERMUTATION = "label_permutation"
+    RANDOM_LABELS = "random_labels"      # Zhang et al. 2017: a label per training example, drawn once
+    SHUFFLED_PIXELS = "shuffled_pixels"  # Zhang et al. 2017: one fixed permutation of input positions
 
     @classmethod
     def from_target(cls, target: str) -> DeficitKind:

@@ -33,7 +33,8 @@ from critical_periods.analysis.tables import Cell, baselines, plotted_runs, remo
 
 __all__ = ["NoData", "FIGURES", "draw_all"]
 
-KIND_COLOURS = {"blur": "C0", "noise": "C1", "vertical_flip": "C2", "label_permutation": "C3"}
+KIND_COLOURS = {"blur": "C0", "noise": "C1", "vertical_flip": "C2", "label_permutation": "C3",
+                "random_labels": "C4", "shuffled_pixels": "C5"}
 LINESTYLES = ("-", "--", ":", "-.")
 
 

@@ -54,6 +54,8 @@ DEFICIT_WORDS = {
     "blur": "blur",
     "vertical_flip": "vertical flip",
     "label_permutation": "label permutation",
+    "random_labels": "random labels",
+    "shuffled_pixels": "shuffled pixels",
     "noise": "noise",
 }
 

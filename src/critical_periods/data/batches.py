@@ -40,6 +40,8 @@ class TensorBatches:
 
     ``only_while``: a predicate asked at the start of each pass; while it is false the pass yields no
     batch at all (``len`` still counts the full pass, which is what Lightning sizes its loops by).
+    ``labels_for_pass``: asked at the start of each pass for the labels to yield in place of ``y``
+    (``None``: ``y``), e.g. a deficit's per-example random labels during its window.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class TensorBatches:
         drop_last: bool = False,
         seed: int = 0,
         only_while: Callable[[], bool] | None = None,
+        labels_for_pass: Callable[[], torch.Tensor | None] | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
@@ -58,6 +61,7 @@ class TensorBatches:
         self.batch_size = batch_size
         self.drop_last = drop_last
         self.only_while = only_while
+        self.labels_for_pass = labels_for_pass
         self.sampler = EpochPermutation(len(x), seed, shuffle)
         self.batch_sampler = None  # Lightning inspects both, as on a DataLoader
 
@@ -68,7 +72,9 @@ class TensorBatches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.only_while is not None and not self.only_while():
             return
+        labels = self.labels_for_pass() if self.labels_for_pass is not None else None
+        y = self.y if labels is None else labels
         order = self.sampler.order()
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
-            yield self.x[index], self.y[index]
+            yield self.x[index], y[index]

@@ -132,11 +132,17 @@ class DeficitDataModule(pl.LightningDataModule):
         # Every step sees batch_size examples (the remainder of each shuffled epoch is left out): the
         # break-even point depends on the batch size, and a small remainder batch would be the step
         # just before every epoch-end probe (a 16-example step on mnist1d at batch 128).
-        return TensorBatches(self.x_train, self.y_train, self.batch_size, shuffle=True, drop_last=True, seed=self.seed)
+        return TensorBatches(self.x_train, self.y_train, self.batch_size, shuffle=True, drop_last=True, seed=self.seed,
+                             labels_for_pass=self._training_labels)
+
+    def _training_labels(self) -> torch.Tensor | None:
+        # Asked at the start of each training pass: a per-example relabelling (random labels) while
+        # the deficit is active, else the true labels.
+        return self.deficit.training_labels(self.y_train) if self.deficit_active else None
 
     def val_dataloader(self) -> list[TensorBatches]:
         clean = TensorBatches(self.x_val, self.y_val, self.eval_batch_size)
-        if isinstance(self.deficit, NoDeficit):
+        if not self.deficit.has_view:
             return [clean]
         # Outside the window the deficit view is the clean view again: yield nothing rather than
         # pay a forward pass over the validation set that nobody logs.
@@ -153,7 +159,7 @@ class DeficitDataModule(pl.LightningDataModule):
 
     def is_deficit_view(self, dataloader_idx: int) -> bool:
         """Whether validation loader ``dataloader_idx`` is the validation set through the deficit."""
-        return dataloader_idx == DEFICIT_VIEW and not isinstance(self.deficit, NoDeficit)
+        return dataloader_idx == DEFICIT_VIEW and self.deficit.has_view
 
     def _batch_position(self, loop: str, epoch: int) -> tuple[int, int]:
         """``(epoch, index)`` of this batch within ``loop``'s pass of ``epoch`` (counted from 0)."""
@@ -185,9 +191,13 @@ class DeficitDataModule(pl.LightningDataModule):
         return batch
 
     def probe_set(self, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clean, normalised training examples, stratified by class and chosen by ``seed``."""
+        """Clean, normalised training examples, stratified by true class and chosen by ``seed``. A
+        deficit that relabels examples (random labels) labels them as it does in training, so the
+        probes measure the task the network fits."""
         index = stratified_pick(self.y_train, size, seed)
-        return self.x_train[index], self.y_train[index]
+        relabelled = self.deficit.training_labels(self.y_train)
+        labels = self.y_train if relabelled is None else relabelled
+        return self.x_train[index], labels[index]
 
     def gradient_batches(self, count: int, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``count`` disjoint mini-batches of ``batch_size`` clean, normalised training examples, chosen

@@ -6,7 +6,9 @@ works on whatever device the batch is on; none touches the global RNG.
 
 A :class:`Deficit` is active while ``onset <= epoch < onset + length``. The data module applies it
 to training batches only (and to an extra "deficit view" of the validation set); evaluation always
-sees clean data.
+sees clean data. A deficit that relabels individual training examples (:class:`RandomLabels`) gives
+the data module a label per training example instead (:meth:`Deficit.training_labels`): batches do
+not carry the identity of their examples, so the loader swaps the label table while it is active.
 """
 
 from __future__ import annotations
@@ -56,6 +58,30 @@ def permute_labels(y: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
     return permutation.to(y.device)[y]
 
 
+def random_labels(num_examples: int, num_classes: int, seed: int) -> torch.Tensor:
+    """One label per example, uniform over the classes and independent of everything else, drawn
+    from ``seed`` alone (Zhang et al. 2017's "random labels").
+
+    >>> random_labels(6, 3, seed=0).tolist() == random_labels(6, 3, seed=0).tolist()
+    True
+    """
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(num_classes, (num_examples,), generator=generator)
+
+
+def shuffle_positions(x: torch.Tensor, permutation: torch.Tensor) -> torch.Tensor:
+    """Move the input at position ``permutation[k]`` to position ``k``, for every example and channel
+    alike (positions: the L samples of a signal, the H x W pixels of an image, flattened row-major).
+
+    >>> shuffle_positions(torch.tensor([[[10.0, 20.0, 30.0]]]), torch.tensor([2, 0, 1])).tolist()
+    [[[30.0, 10.0, 20.0]]]
+    """
+    if x.dim() not in (3, 4):
+        raise ValueError(f"shuffle_positions expects (B, C, L) or (B, C, H, W) batches, got shape {tuple(x.shape)}")
+    flat = x.flatten(start_dim=2)
+    return flat[:, :, permutation.to(x.device)].reshape(x.shape)
+
+
 class Deficit:
     """A deficit applied during the epochs ``[onset, onset + length)``.
 
@@ -65,6 +91,8 @@ class Deficit:
     """
 
     kind = "abstract"
+    # Whether the validation set has a "deficit view" (the same examples through the deficit).
+    has_view = True
 
     def __init__(self, onset: int = 0, length: int = 0, seed: int = 0) -> None:
         for key, value in (("onset", onset), ("length", length)):
@@ -85,6 +113,11 @@ class Deficit:
     def bind(self, input_shape: tuple[int, ...], num_classes: int) -> None:
         """Check options against the data and prepare seeded state. Default: nothing to do."""
 
+    def training_labels(self, y_train: torch.Tensor) -> torch.Tensor | None:
+        """Labels of the training examples to train on while active, in place of ``y_train``; ``None``
+        (the default) for deficits that act on batches through :meth:`transform` alone."""
+        return None
+
     def transform(self, x: torch.Tensor, y: torch.Tensor,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -98,6 +131,7 @@ class NoDeficit(Deficit):
     same number of epochs as the deficit runs it is compared with."""
 
     kind = DeficitKind.NONE
+    has_view = False
 
     def active(self, epoch: int) -> bool:
         return False
@@ -166,3 +200,52 @@ class Noise(Deficit):
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
         return white_noise(x, generator), y
+
+
+class RandomLabels(Deficit):
+    """Every training example gets a label drawn uniformly once from ``seed`` (Zhang et al. 2017), the
+    same in every epoch of the window; outside it, the true labels. Unlike :class:`LabelPermutation`
+    (a relabelling of classes, learnable from the inputs), nothing about the input predicts the label.
+
+    The labels belong to training examples, so the validation set has no deficit view (a held-out
+    example has no random label to be scored against); validation and test stay clean, as for every
+    deficit. The swap happens in the data module's training loader (:meth:`training_labels`), so
+    :meth:`transform` leaves batches as they are.
+    """
+
+    kind = DeficitKind.RANDOM_LABELS
+    has_view = False
+
+    def bind(self, input_shape, num_classes):
+        self.num_classes = num_classes
+        self._labels: torch.Tensor | None = None
+
+    def training_labels(self, y_train):
+        if self._labels is None or len(self._labels) != len(y_train):
+            self._labels = random_labels(len(y_train), self.num_classes, self.seed)
+        return self._labels
+
+    def transform(self, x, y, generator=None):
+        return x, y
+
+
+class ShuffledPixels(Deficit):
+    """One fixed permutation of the input positions drawn from ``seed``, applied to every example
+    (Zhang et al. 2017's "shuffled pixels"; all channels of a pixel move together). Training batches
+    and the validation deficit view are shuffled during the window; validation and test stay clean."""
+
+    kind = DeficitKind.SHUFFLED_PIXELS
+
+    def bind(self, input_shape, num_classes):
+        if len(input_shape) not in (2, 3):
+            raise ValueError(
+                f"deficit=shuffled_pixels is not allowed for inputs of shape {tuple(input_shape)}: it needs "
+                f"signals (C, L) or images (C, H, W)"
+            )
+        positions = 1
+        for size in input_shape[1:]:
+            positions *= size
+        self.permutation = torch.randperm(positions, generator=torch.Generator().manual_seed(self.seed))
+
+    def transform(self, x, y, generator=None):
+        return shuffle_positions(x, self.permutation), y

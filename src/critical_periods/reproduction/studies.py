@@ -147,6 +147,8 @@ def sensitivity_study(model: str, schedule: str) -> Study:
 BREAK_EVEN_QUICK = ("probes=break_even", "probes.probe_size=64", "probes.hessian.trace_samples=0", "probes.early_steps=2",
                     "probes.early_until_step=10", "schedule.epochs=2", "seed=0")
 
+from critical_periods.reproduction.studies_zhang import zhang_studies  # noqa: E402  (needs the constants above)
+
 STUDIES = (
     *(removal_study(model, "decaying", "blur,vertical_flip,label_permutation,noise", REMOVAL_LENGTHS) for model in MODELS),
     *(removal_study(model, schedule, "blur,label_permutation,noise", CONTROL_LENGTHS)
@@ -218,6 +220,7 @@ STUDIES = (
                               "the same seed (debiased linear CKA)"},
         requires=("probes/representation.yaml",),
     ),
+    *zhang_studies(),
 )
 
 

@@ -163,7 +163,7 @@ def test_claims_are_not_reproduced_without_the_effect(tmp_path):
     # the same noise at every width and layer: no width effect, no depth trend
     runs = [_run(s, "mlp", w, tmp_path) for w in (32, 256) for s in range(10)]
     load = _synthetic_loader(lambda w: 0.0)
-    flat = lambda path: {k: v + 0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(zlib.crc32(path.name.encode())), dtype=F64)  # noqa: E731
+    flat = lambda path: {k: v + 0.3 * torch.randn(v.shape, generator=torch.Generator().manual_seed(zlib.crc32(path.name.encode())), dtype=F64)
                          for k, v in load(path).items()}
     claims = {c.rule.id: c for c in cs.cross_seed_claims(Judge(load_rules()), runs, lambda s, n: n, load=flat)}
     assert claims[cs.WIDTH].status != Verdict.REPRODUCED

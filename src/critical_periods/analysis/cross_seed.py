@@ -164,7 +164,7 @@ class CrossSeed:
         """The mean over all ordered pairs of S_ab (the figure's layer x layer panel)."""
         return np.mean([self.matrix(a, b) for a in self.seeds for b in self.seeds if a != b], axis=0)
 
-    def deranged(self, random_state: int) -> "CrossSeed":
+    def deranged(self, random_state: int) -> CrossSeed:
         """The control: B's layers relabelled by a derangement per pair (seeded by ``random_state``
         and the pair), so no layer of B keeps its own label: matching is absent by construction."""
         out = {}

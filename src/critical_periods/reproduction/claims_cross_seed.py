@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from critical_periods.analysis.cross_seed import CrossSeed, cross_seed, final_representations, hidden_layers, least_squares_slope
+from critical_periods.analysis.cross_seed import (
+    CrossSeed,
+    cross_seed,
+    final_representations,
+    hidden_layers,
+    least_squares_slope,
+)
 from critical_periods.analysis.runs import Run
 from critical_periods.analysis.tables import plotted_runs
 from critical_periods.reproduction.claims import Claim, Judge, fmt, model_of
@@ -160,7 +166,7 @@ def cross_seed_claims(judge_: Judge, runs: Sequence[Run], figure: Callable[[str,
         from critical_periods.analysis.cross_seed_figures import draw_all
 
         draw_all(measured, sweep_dir / "analysis", MATCHING_WIDTH)
-    name = lambda stem: figure(STUDY, f"{stem}.png")  # noqa: E731
+    name = lambda stem: figure(STUDY, f"{stem}.png")
     return [matching_claim(judge_, measured, f"mlp-{MATCHING_WIDTH}", "mlp", name("layer_cka")),
             matching_claim(judge_, measured, "conv1d", "conv1d", name("layer_cka")),
             width_claim(judge_, measured, name("width")),

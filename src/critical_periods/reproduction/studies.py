@@ -88,7 +88,7 @@ def seeds(text: str) -> list[int]:
 
 
 # Topic studies live in their own modules, which import Study and seeds from here (so import this module first).
-from critical_periods.reproduction.studies_cross_seed import CROSS_SEED_STUDIES  # noqa: E402
+from critical_periods.reproduction.studies_cross_seed import CROSS_SEED_STUDIES
 
 
 def removal_study(model: str, schedule: str, kinds: str, lengths: str) -> Study:

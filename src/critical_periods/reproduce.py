@@ -26,6 +26,7 @@ import torch
 from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analyze import analyze
 from critical_periods.reproduction import claims as c
+from critical_periods.reproduction.claims_cross_seed import STUDY as CROSS_SEED, cross_seed_claims
 from critical_periods.reproduction.report import copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
@@ -73,6 +74,7 @@ def judge(runs: dict[str, Sequence[Run]], rules: Rules) -> tuple[list[c.Claim], 
         records += rows
     claims.append(c.cka_claim(j, get("representations"), figure("representations", "cka_deficit_vs_clean.png")))
     claims += zhang_claims(j, get("zhang_fit"), get("zhang_window"), figure)
+    claims += cross_seed_claims(j, get(CROSS_SEED), figure)
     return claims, records
 
 

@@ -87,6 +87,10 @@ def seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
+# Topic studies live in their own modules, which import Study and seeds from here (so import this module first).
+from critical_periods.reproduction.studies_cross_seed import CROSS_SEED_STUDIES
+
+
 def removal_study(model: str, schedule: str, kinds: str, lengths: str) -> Study:
     """Achille Fig. 1-2: each kind from epoch 0, removed at each length, AFTER_DEFICIT clean epochs
     after; per seed a matched no-deficit run of each length (same epochs and lr schedule); and the
@@ -221,6 +225,7 @@ STUDIES = (
         requires=("probes/representation.yaml",),
     ),
     *zhang_studies(),
+    *CROSS_SEED_STUDIES,
 )
 
 

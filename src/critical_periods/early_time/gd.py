@@ -26,11 +26,14 @@ class EarlyRunConfig:
     lr_per_dim: float = 0.5  # lr = lr_per_dim * d: the linear phase then takes the same steps for every d
     steps: int = 200
     log_points: int = 30     # log-spaced steps (plus step 0) at which the test outputs are compared
+    also_log: tuple[int, ...] = (10,)  # steps the rules read (docs/rules.yaml hu-early-linear-*), always logged
 
     def check(self) -> None:
         for key in ("input_dim", "width", "num_samples", "steps", "log_points"):
             if getattr(self, key) < 1:
                 raise not_allowed(key, getattr(self, key), "a whole number >= 1")
+        if self.width % 2:
+            raise not_allowed("width", self.width, "an even whole number (units come in mirrored pairs)")
         if not self.lr_per_dim > 0:
             raise not_allowed("lr_per_dim", self.lr_per_dim, "a number > 0")
 
@@ -39,10 +42,11 @@ class EarlyRunConfig:
         return self.lr_per_dim * self.input_dim
 
 
-def log_steps(steps: int, points: int) -> list[int]:
-    """0 and ~`points` log-spaced steps in [1, steps], dense early, always including `steps`."""
-    grid = np.unique(np.round(np.logspace(0, math.log10(steps), points)).astype(int))
-    return [0, *grid.tolist()]
+def log_steps(steps: int, points: int, also: tuple[int, ...] = ()) -> list[int]:
+    """0 and ~`points` log-spaced steps in [1, steps], dense early, always including `steps` and
+    the steps in `also` that are <= `steps`."""
+    grid = np.round(np.logspace(0, math.log10(steps), points)).astype(int).tolist()
+    return [0, *sorted(set(grid) | {s for s in also if 0 < s <= steps})]
 
 
 def run_early(config: EarlyRunConfig) -> dict:
@@ -64,7 +68,7 @@ def run_early(config: EarlyRunConfig) -> dict:
     linear = EarlyLinearModel(x, y, config.lr)
     optimizer = torch.optim.SGD(net.parameters(), lr=config.lr)
     x32, y32, x_test32 = x.float(), y.float(), x_test.float()
-    wanted = set(log_steps(config.steps, config.log_points))
+    wanted = set(log_steps(config.steps, config.log_points, config.also_log))
     rows: dict[str, list[float]] = {k: [] for k in ("step", "mse", "mse_control", "net_sq", "lin_sq", "net_train_loss",
                                                     "lin_train_loss", "net_test_acc", "lin_test_acc")}
     for step in range(config.steps + 1):

@@ -14,7 +14,7 @@ class TwoLayerErf(nn.Module):
     The scales 1/sqrt(d), 1/sqrt(m) sit in the forward pass (NTK parameterisation), so one learning
     rate serves both layers and the tangent kernel has an O(1) limit as m grows.
 
-    Mirrored start: units come in pairs (w, v) and (w, -v), so f_0 = 0 exactly, as the linear model
+    Mirrored start: units come in pairs (w, v) and (w, -v), so f_0 = 0 (up to rounding), as the linear model
     that starts from zero does; otherwise the network's random O(1) output at step 0 would be a
     discrepancy no linear model trained from zero can match. The pairs separate once trained (their
     gradients differ in sign in the first layer).

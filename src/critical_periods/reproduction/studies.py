@@ -147,6 +147,9 @@ def sensitivity_study(model: str, schedule: str) -> Study:
 BREAK_EVEN_QUICK = ("probes=break_even", "probes.probe_size=64", "probes.hessian.trace_samples=0", "probes.early_steps=2",
                     "probes.early_until_step=10", "schedule.epochs=2", "seed=0")
 
+# Imported here, after Study is defined: the module subclasses it.
+from critical_periods.reproduction.studies_early_linear import EARLY_LINEAR_STUDIES  # noqa: E402
+
 STUDIES = (
     *(removal_study(model, "decaying", "blur,vertical_flip,label_permutation,noise", REMOVAL_LENGTHS) for model in MODELS),
     *(removal_study(model, schedule, "blur,label_permutation,noise", CONTROL_LENGTHS)
@@ -218,6 +221,7 @@ STUDIES = (
                               "the same seed (debiased linear CKA)"},
         requires=("probes/representation.yaml",),
     ),
+    *EARLY_LINEAR_STUDIES,
 )
 
 
@@ -239,6 +243,8 @@ def multirun_command(overrides: tuple[str, ...], sweep_dir: Path, extra: tuple[s
 def run_study(study: Study, out_dir: Path, quick: bool, extra: tuple[str, ...], threads: int | None) -> float:
     """Run every multirun of ``study`` into ``out_dir/<name>``; returns the wall time in seconds.
     Finished jobs are skipped (the sweeps are resumable), so an interrupted reproduction continues."""
+    if hasattr(study, "run"):  # a study with its own runner (studies_early_linear)
+        return study.run(out_dir, quick, threads)
     sweep_dir = out_dir / study.name
     env = dict(os.environ)
     if threads is not None:

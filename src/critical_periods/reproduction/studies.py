@@ -33,6 +33,7 @@ from typing import Any
 from critical_periods.record.result_keys import folder_name_excludes
 from critical_periods.analysis import break_even as be
 from critical_periods.config.paths import config_dir
+from critical_periods.reproduction.studies_early_linear import EARLY_LINEAR_STUDIES
 
 CONF_DIR = config_dir()
 
@@ -146,9 +147,6 @@ def sensitivity_study(model: str, schedule: str) -> Study:
 
 BREAK_EVEN_QUICK = ("probes=break_even", "probes.probe_size=64", "probes.hessian.trace_samples=0", "probes.early_steps=2",
                     "probes.early_until_step=10", "schedule.epochs=2", "seed=0")
-
-# Imported here, after Study is defined: the module subclasses it.
-from critical_periods.reproduction.studies_early_linear import EARLY_LINEAR_STUDIES  # noqa: E402
 
 STUDIES = (
     *(removal_study(model, "decaying", "blur,vertical_flip,label_permutation,noise", REMOVAL_LENGTHS) for model in MODELS),

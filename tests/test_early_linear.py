@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from critical_periods.data.teacher import load_teacher, teacher_tensors
+from critical_periods.early_time import run as grid_run
 from critical_periods.early_time.gd import EarlyRunConfig, log_steps, run_early
 from critical_periods.early_time.linear_model import ERF_ZETA, EarlyLinearModel
 from critical_periods.early_time.network import TwoLayerErf
-from critical_periods.early_time import run as grid_run
 from critical_periods.reproduction import claims_early_linear as cel
 from critical_periods.reproduction.claims import Judge
 from critical_periods.reproduction.rules import load_rules
@@ -181,7 +181,7 @@ def test_quick_study_runs_draws_its_figure_and_is_judged(tmp_path, judge):
     runs = cel.load_runs(tmp_path / study.name)
     assert sorted((r["config"]["input_dim"], r["config"]["seed"]) for r in runs) == [(20, 0), (50, 0)]
     assert (tmp_path / study.name / "analysis" / cel.FIGURE).exists()
-    window, dimension = cel.early_linear_claims(judge, runs)
+    window, _ = cel.early_linear_claims(judge, runs)
     assert window.status is Verdict.INCONCLUSIVE  # one seed
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / study.name).glob("*.json")}
     study.run(tmp_path, quick=True, threads=1)

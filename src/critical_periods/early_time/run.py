@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             raise not_allowed("dims", args.dims, "whole numbers >= 1")
         jobs = grid(dims, whole_numbers("seeds", args.seeds),
                     whole_numbers("control_seeds", args.control_seeds) if args.control_seeds else (), args.control_dim)
-        settings = dict(steps=args.steps, width=args.width, num_samples=args.num_samples, lr_per_dim=args.lr_per_dim)
+        settings = {"steps": args.steps, "width": args.width, "num_samples": args.num_samples, "lr_per_dim": args.lr_per_dim}
         EarlyRunConfig(**settings).check()  # refuse before any run starts
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -27,6 +27,7 @@ from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analyze import analyze
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.claims_cross_seed import STUDY as CROSS_SEED, cross_seed_claims
+from critical_periods.reproduction.claims_early_linear import early_linear_claims, load_runs as load_early_runs
 from critical_periods.reproduction.report import copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
@@ -47,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def judge(runs: dict[str, Sequence[Run]], rules: Rules) -> tuple[list[c.Claim], list[dict[str, Any]]]:
+def judge(runs: dict[str, Sequence[Run]], rules: Rules, out: Path | None = None) -> tuple[list[c.Claim], list[dict[str, Any]]]:
     """Every claim, per model and lr schedule, from the studies' runs (a missing study gives
     inconclusive claims), judged by ``rules``."""
     get = lambda name: runs.get(name, [])  # noqa: E731
@@ -75,6 +76,8 @@ def judge(runs: dict[str, Sequence[Run]], rules: Rules) -> tuple[list[c.Claim], 
     claims.append(c.cka_claim(j, get("representations"), figure("representations", "cka_deficit_vs_clean.png")))
     claims += zhang_claims(j, get("zhang_fit"), get("zhang_window"), figure)
     claims += cross_seed_claims(j, get(CROSS_SEED), figure)
+    early = load_early_runs(out / "early_linear") if out is not None else []  # the early-time runner's records
+    claims += early_linear_claims(j, early, figure("early_linear", "early_linear.png"))
     return claims, records
 
 
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     sweep_dirs = {study.name: out / study.name for study in studies}
     runs = {name: load_study(path) for name, path in sweep_dirs.items()}
-    claims, break_even_rows = judge(runs, rules)
+    claims, break_even_rows = judge(runs, rules, out)
     figures = copy_figures(sweep_dirs, args.docs / "figures")
     rules_info = rules_record(rules, args.rules)
 

@@ -12,6 +12,13 @@ from torch import nn
 from critical_periods.config.validation import not_allowed
 from critical_periods.models.checks import input_shape_of, num_classes_of
 
+class Erf(nn.Module):
+    """erf(x): the activation of Hu et al. (2020)'s two-layer networks (Gaussian moments in closed form)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.erf(x)
+
+
 # Name -> activation class; the keys are what a config may write in `activation`.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -23,6 +30,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
     "identity": nn.Identity,
+    "erf": Erf,
 }
 
 

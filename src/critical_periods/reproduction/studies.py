@@ -33,6 +33,7 @@ from typing import Any
 from critical_periods.record.result_keys import folder_name_excludes
 from critical_periods.analysis import break_even as be
 from critical_periods.config.paths import config_dir
+from critical_periods.reproduction.studies_early_linear import EARLY_LINEAR_STUDIES
 
 CONF_DIR = config_dir()
 
@@ -226,6 +227,7 @@ STUDIES = (
     ),
     *zhang_studies(),
     *CROSS_SEED_STUDIES,
+    *EARLY_LINEAR_STUDIES,
 )
 
 
@@ -255,6 +257,8 @@ def run_study(study: Study, out_dir: Path, quick: bool, extra: tuple[str, ...], 
               launcher: str = LAUNCHER) -> float:
     """Run every multirun of ``study`` into ``out_dir/<name>``; returns the wall time in seconds.
     Finished jobs are skipped (the sweeps are resumable), so an interrupted reproduction continues."""
+    if hasattr(study, "run"):  # a study with its own runner (studies_early_linear)
+        return study.run(out_dir, quick, threads)
     sweep_dir = out_dir / study.name
     env = dict(os.environ)
     if threads is not None:

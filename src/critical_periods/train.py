@@ -9,10 +9,7 @@ completion answer at once whichever way the command is started.
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,11 +18,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from critical_periods.config.paths import CONF_DIR
-from critical_periods.config.validation import ConfigError, check_config
+from critical_periods.config.validation import check_config
+from critical_periods.exits import with_exit_codes
 from critical_periods.preflight import exit_on_bad_input
 from critical_periods.record.lock import RunFolderBusy, RunLock
-from critical_periods.record.resume import ResumeError, ResumePoint, resume_point
-from critical_periods.signals import exit_code, received_signal
+from critical_periods.record.resume import ResumePoint, resume_point
 from critical_periods.stopping import clear_stop
 from critical_periods.sweep.launch import check_launch
 
@@ -92,39 +89,14 @@ def train(cfg: DictConfig) -> Summary | None:
 
 
 def run_job(cfg: DictConfig) -> float | None:
-    """The task of both entry points. Exit codes: 0 done (or skipped), 2 bad input (one line on
-    stderr; HYDRA_FULL_ERROR=1 for the traceback), 128 + signal when stopped by a signal (143:
-    SIGTERM), 1 any other failure. A multirun stops at the first job that exits non-zero this way."""
-    from critical_periods.fitting import is_interruption
-
-    try:
+    """The task of both entry points, with the exit codes of :mod:`critical_periods.exits`. A
+    multirun stops at the first job that exits non-zero."""
+    def checked_train() -> Summary | None:
         check_launch(cfg)
-        summary = train(cfg)
-    except (ConfigError, ResumeError) as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except OSError as err:
-        if err.errno != errno.ENOSPC:
-            raise
-        print(f"error: no space left on device for {cfg.paths.output_dir}: the run is recorded there as failed; "
-              "free space and run the same command again: it resumes from its last good checkpoint", file=sys.stderr)
-        raise SystemExit(1) from None
-    except BaseException as err:
-        signum = received_signal() or lightning_sigterm(err)
-        if signum is not None and is_interruption(err):
-            print(f"interrupted by {signal.Signals(signum).name}: {cfg.paths.output_dir} resumes on re-run", file=sys.stderr)
-            raise SystemExit(exit_code(signum)) from None
-        raise
+        return train(cfg)
+
+    summary = with_exit_codes(checked_train, where=str(cfg.paths.output_dir))
     return summary.test_error if summary is not None else None
-
-
-def lightning_sigterm(error: BaseException) -> int | None:
-    """Lightning stops on SIGTERM itself too, even where another handler owns the signal (submitit)."""
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-    return signal.SIGTERM if isinstance(error, SIGTERMException) else None
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")

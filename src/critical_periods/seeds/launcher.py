@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,14 +21,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from critical_periods.record.resume import ResumeError
+from critical_periods.exits import with_exit_codes
 from critical_periods.seeds.group import plan_groups, train_group
-from critical_periods.signals import exit_code, received_signal
-from critical_periods.fitting import is_interruption
 from critical_periods.sweep.launch import check_launch
-from critical_periods.config.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +124,5 @@ def run_group(hydra_context: HydraContext, task_function: TaskFunction,
 
 
 def guarded(function, *args):
-    """``function(*args)`` with ``train.run_job``'s exits: 2 for bad input (one line on stderr;
-    HYDRA_FULL_ERROR=1 for the traceback), 128 + signal when stopped by a signal."""
-    try:
-        return function(*args)
-    except (ConfigError, ResumeError) as err:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except BaseException as err:
-        signum = received_signal() or (signal.SIGTERM if isinstance(err, SIGTERMException) else None)
-        if signum is not None and is_interruption(err):
-            print(f"interrupted by {signal.Signals(signum).name}: the group's jobs resume on re-run", file=sys.stderr)
-            raise SystemExit(exit_code(signum)) from None
-        raise
+    """``function(*args)`` with ``train.run_job``'s exit codes (:mod:`critical_periods.exits`)."""
+    return with_exit_codes(function, *args, where="the seed group's jobs", rerun="each job resumes")

@@ -26,6 +26,7 @@ import torch
 from critical_periods.analysis.runs import Run, SweepError, load_sweep
 from critical_periods.analyze import analyze
 from critical_periods.reproduction import claims as c
+from critical_periods.reproduction import claims_condensation as cc
 from critical_periods.reproduction.report import copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
@@ -71,6 +72,8 @@ def judge(runs: dict[str, Sequence[Run]], rules: Rules) -> tuple[list[c.Claim], 
         claims.append(claim)
         records += rows
     claims.append(c.cka_claim(j, get("representations"), figure("representations", "cka_deficit_vs_clean.png")))
+    claims += [cc.condensation_claim(j, get("condensation"), figure("condensation", "condensation.png")),
+               cc.critical_length_claim(j, get("condensation"), figure("condensation", "critical_length.png"))]
     return claims, records
 
 

@@ -5,7 +5,8 @@ condensation and binned-stiffness probes (``probes=condensation``) at the start 
 Imported by ``studies`` (which lists it in ``STUDIES``) after ``Study`` is defined there: import
 ``studies`` first, as importing this module first would be circular.
 
-Measured cost of the full grid (15 runs, seeds launcher, one core): see ``protocol["wall_time"]``.
+Measured cost (one core, load ~1.3 from other work, seeds launcher): the full grid (15 runs, three
+processes of 5 seeds) 62 s of wall time; the quick grid 13 s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ CONDENSATION_STUDIES = (
         "MLPs at three init scales, neuron directions and stiffness by input distance every epoch",
         full=((*COMMON, f"model.init_scale={INIT_SCALES}", f"seed={SEEDS}"),),
         quick=(("sweep=condensation", "hydra/launcher=seeds", "schedule.epochs=2", "model.widths=[32]",
-                "model.init_scale=0.01,1.0", "seed=0", "probes.probe_size=64"),),
+                f"model.init_scale={INIT_SCALES}", "seed=0", "probes.probe_size=64"),),
         protocol={
             "models": ["mlp (one hidden layer of 256 ReLU units)"], "init_scales": [float(x) for x in INIT_SCALES.split(",")],
             "epochs": CONDENSATION_EPOCHS, "seeds": seeds(SEEDS), "lr_schedule": "0.05 x0.97 per epoch, momentum 0.9",
@@ -37,7 +38,7 @@ CONDENSATION_STUDIES = (
                                   "cross-entropy rather than MSE; SGD with momentum rather than full-batch GD/Adam; "
                                   "PyTorch's uniform init scaled by a constant rather than N(0, m^(-2 gamma)); "
                                   "Fort's critical length from a 20-epoch MLP rather than their longer CIFAR runs",
-            "wall_time": "measured: see the report",
+            "wall_time": "62 s for the full grid on one core (measured, seeds launcher); quick grid 13 s",
         },
     ),
 )

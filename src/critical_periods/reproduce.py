@@ -28,6 +28,7 @@ from critical_periods.analyze import analyze
 from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.claims_cross_seed import STUDY as CROSS_SEED, cross_seed_claims
 from critical_periods.reproduction.claims_early_linear import early_linear_claims, load_runs as load_early_runs
+from critical_periods.reproduction import claims_condensation as cc
 from critical_periods.reproduction.report import copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
@@ -78,6 +79,8 @@ def judge(runs: dict[str, Sequence[Run]], rules: Rules, out: Path | None = None)
     claims += cross_seed_claims(j, get(CROSS_SEED), figure)
     early = load_early_runs(out / "early_linear") if out is not None else []  # the early-time runner's records
     claims += early_linear_claims(j, early, figure("early_linear", "early_linear.png"))
+    claims += [cc.condensation_claim(j, get("condensation"), figure("condensation", "condensation.png")),
+               cc.critical_length_claim(j, get("condensation"), figure("condensation", "critical_length.png"))]
     return claims, records
 
 

@@ -23,6 +23,7 @@ from critical_periods.probes import (
     StiffnessOptions,
     compute_probes,
 )
+from critical_periods.probes.condensation import CondensationOptions, condensation_metrics
 from critical_periods.probes.representation_probes import RepresentationOptions, RepresentationProbe
 from critical_periods.record.jsonl import append_row
 from critical_periods.record.layout import STIFFNESS_FILE
@@ -54,6 +55,7 @@ class ProbeCallback(pl.Callback):
       The stiffness class x class matrix is appended to ``<trainer.default_root_dir>/stiffness.jsonl``
       at the start probe and after every ``stiffness.matrix_every_n_epochs``-th epoch; at train start
       the rows of epochs the run is about to (re)train are dropped, so a resumed run has no duplicates;
+    * ``condensation``: the first Linear layer's neuron directions (weights only, no probe set needed);
     * ``delta_loss``: statistics of the change of the training loss (``outputs["loss"]``) between
       consecutive training batches, logged at every epoch end.
 
@@ -73,6 +75,7 @@ class ProbeCallback(pl.Callback):
         hessian: HessianOptions | None = None,
         stiffness: StiffnessOptions | None = None,
         representation: RepresentationOptions | None = None,
+        condensation: CondensationOptions | None = None,
         delta_loss: bool = False,
         every_n_epochs: int = 1,
         at_start: bool = True,
@@ -85,6 +88,7 @@ class ProbeCallback(pl.Callback):
         self.chunk_size = int(chunk_size) if chunk_size else None
         self.fisher, self.covariance, self.hessian, self.stiffness = fisher, covariance, hessian, stiffness
         self.representation = representation
+        self.condensation = condensation
         self._representations: RepresentationProbe | None = None  # built at train start
         self.delta_loss = DeltaLoss() if delta_loss else None
         self.every_n_epochs = int(every_n_epochs)
@@ -98,7 +102,7 @@ class ProbeCallback(pl.Callback):
 
     @property
     def _any_probe(self) -> bool:
-        probes = (self.fisher, self.covariance, self.hessian, self.stiffness, self.representation)
+        probes = (self.fisher, self.covariance, self.hessian, self.stiffness, self.representation, self.condensation)
         return any(o is not None for o in probes)
 
     @property
@@ -194,6 +198,8 @@ class ProbeCallback(pl.Callback):
         if self.hessian is not None and self.hessian.warm_start:
             self._hessian_vectors = results.hessian_eigenvectors
         metrics = dict(results.metrics)
+        if self.condensation is not None:
+            metrics.update(condensation_metrics(model, self.condensation))
         if self._representations is not None:
             metrics.update(self._representations.probe(model))
             if epochs_trained is not None:

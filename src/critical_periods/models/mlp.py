@@ -68,6 +68,12 @@ class MLP(nn.Module):
         activation: a key of ``ACTIVATIONS``.
         batch_norm: add BatchNorm1d after each hidden Linear.
         dropout: dropout probability after each hidden activation, in [0, 1).
+        init_scale: multiplies every Linear layer's initial weights and biases (PyTorch's default
+            init, uniform with std 1/sqrt(3 fan_in)), so each weight has std init_scale/sqrt(3 fan_in).
+            1.0 (the default) leaves the initial weights untouched. A scale << 1 is the small
+            initialisation at which Xu et al. see the first layer's neurons condense onto a few
+            directions early in training (their N(0, fan_in^(-2 gamma)) with gamma > 1/2 is a
+            scale that shrinks with the width; here it is a constant).
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class MLP(nn.Module):
         activation: str = "relu",
         batch_norm: bool = False,
         dropout: float = 0.0,
+        init_scale: float = 1.0,
     ) -> None:
         super().__init__()
         input_shape = input_shape_of(input_shape)
@@ -91,6 +98,8 @@ class MLP(nn.Module):
         make_activation(activation)  # validates the name before any layer is built
         if not 0.0 <= dropout < 1.0:
             raise not_allowed("dropout", dropout, "a number in [0, 1)")
+        if isinstance(init_scale, bool) or not isinstance(init_scale, (int, float)) or not 0 < init_scale < math.inf:
+            raise not_allowed("init_scale", init_scale, "a number > 0 (1.0: the default initialisation)")
 
         self.input_shape = input_shape
         self.num_classes = num_classes
@@ -107,6 +116,14 @@ class MLP(nn.Module):
             fan_in = width
         self.features = nn.Sequential(layers)
         self.head = nn.Linear(fan_in, num_classes)
+        self.init_scale = float(init_scale)
+        if init_scale != 1.0:  # skipped at 1.0, so a default model is bitwise the one built before the option
+            with torch.no_grad():
+                for layer in self.modules():
+                    if isinstance(layer, nn.Linear):
+                        layer.weight.mul_(init_scale)
+                        if layer.bias is not None:
+                            layer.bias.mul_(init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(x)  # (B, D)

@@ -17,6 +17,7 @@ from critical_periods.probes.curvature import HessianOptions, hessian_metrics
 from critical_periods.probes.fisher import FisherOptions, fisher_metrics
 from critical_periods.probes.gradients import collect_probe_gradients
 from critical_periods.probes.stiffness import StiffnessOptions, stiffness_from_gram
+from critical_periods.probes.stiffness_distance import stiffness_by_distance
 
 
 @dataclass
@@ -88,6 +89,8 @@ def compute_probes(
             if stiffness is not None:
                 averages, results.stiffness_matrix = stiffness_from_gram(gradients.gram, labels, gradients.num_classes)
                 metrics.update(averages)
+                if stiffness.distance_bins > 0:
+                    metrics.update(stiffness_by_distance(gradients.gram, inputs, stiffness.distance_bins))
         if covariance is not None:
             metrics.update(_minibatch_covariance(model, covariance, covariance_batches, chunk_size))
         if hessian is not None:

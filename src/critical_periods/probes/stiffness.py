@@ -13,15 +13,23 @@ from critical_periods.record import metric_names as names
 @dataclass
 class StiffnessOptions:
     """matrix_every_n_epochs: save the class x class cosine matrix at the start and at the end of every
-    N-th epoch (0: never; the four averages are logged at every probe regardless)."""
+    N-th epoch (0: never; the four averages are logged at every probe regardless).
+    distance_bins: also log the mean cos stiffness in that many equal-count bins of input distance
+    and the dynamical critical length (:mod:`critical_periods.probes.stiffness_distance`); 0: off."""
 
     matrix_every_n_epochs: int = 1
+    distance_bins: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.matrix_every_n_epochs, int) or self.matrix_every_n_epochs < 0:
             raise ValueError(
                 f"probes.stiffness.matrix_every_n_epochs={self.matrix_every_n_epochs!r} is not allowed: "
                 "it must be a whole number >= 0 (0: never save the matrix)"
+            )
+        if isinstance(self.distance_bins, bool) or not isinstance(self.distance_bins, int) or self.distance_bins < 0:
+            raise ValueError(
+                f"probes.stiffness.distance_bins={self.distance_bins!r} is not allowed: "
+                "it must be a whole number >= 0 (0: no stiffness by input distance)"
             )
 
 

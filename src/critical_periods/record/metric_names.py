@@ -87,3 +87,24 @@ FREQUENCY_ERROR_HIGH = "frequency/error_high"
 def cka_vs_init(layer: str) -> str:
     """``cka/<layer>/vs_init``: linear CKA of the layer's output now vs at the initial weights."""
     return f"cka/{layer}/vs_init"
+
+
+# Stiffness by input distance (Fort et al. 2019, Sec. 5), an option of the stiffness probe: the probe
+# set's unordered pairs split into equal-count bins of input distance; see probes/stiffness_distance.py.
+STIFFNESS_CRITICAL_LENGTH = "stiffness/critical_length"
+
+
+def stiffness_distance_cos(bin_index: int) -> str:
+    """``stiffness/by_distance/<kk>/cos``: mean cos stiffness of the pairs in distance bin kk (0: nearest)."""
+    return f"stiffness/by_distance/{bin_index:02d}/cos"
+
+
+def stiffness_distance(bin_index: int) -> str:
+    """``stiffness/by_distance/<kk>/distance``: the mean input distance of the pairs in distance bin kk."""
+    return f"stiffness/by_distance/{bin_index:02d}/distance"
+
+
+# Condensation (Xu et al.; Luo et al. 2021) of the first Linear layer's neurons; see probes/condensation.py.
+CONDENSATION_ALIGNED_FRACTION = "condensation/aligned_fraction"
+CONDENSATION_CLUSTERS = "condensation/clusters"
+CONDENSATION_MEAN_ABS_COS = "condensation/mean_abs_cos"

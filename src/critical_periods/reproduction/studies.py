@@ -149,6 +149,9 @@ def sensitivity_study(model: str, schedule: str) -> Study:
     )
 
 
+# Each topic's studies live in a module of their own, which imports Study from here (so after it).
+from critical_periods.reproduction.studies_condensation import CONDENSATION_STUDIES  # noqa: E402
+
 BREAK_EVEN_QUICK = ("probes=break_even", "probes.probe_size=64", "probes.hessian.trace_samples=0", "probes.early_steps=2",
                     "probes.early_until_step=10", "schedule.epochs=2", "seed=0")
 
@@ -228,6 +231,7 @@ STUDIES = (
     *zhang_studies(),
     *CROSS_SEED_STUDIES,
     *EARLY_LINEAR_STUDIES,
+    *CONDENSATION_STUDIES,
 )
 
 

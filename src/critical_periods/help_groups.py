@@ -19,7 +19,7 @@ def config_groups() -> str:
     """``group: option, option`` per line, sorted, as Hydra writes them; no ``hydra`` groups.
 
     >>> print(config_groups().splitlines()[0])
-    data: cifar10, cifar100, digits, fashion_mnist, mnist, mnist1d, synthetic
+    data: cifar10, cifar100, digits, fashion_mnist, mnist, mnist1d, synthetic, teacher
     """
     conf = config_dir()
     lines = []

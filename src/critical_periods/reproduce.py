@@ -102,19 +102,9 @@ def load_study(sweep_dir: Path) -> list[Run]:
         return []
 
 
-def main(argv: list[str] | None = None) -> Path:
-    args = parse_args(argv)
-    try:  # a broken rules file is refused before any run starts
-        rules = load_rules(args.rules)
-    except RulesError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    out = args.out.resolve()
-    extra = () if args.wandb else ("logger=none",)
-    threads = 1 if args.jobs > 1 else None
-    skipped = {s.name: f"needs {', '.join(s.missing())}" for s in STUDIES if s.missing()}
-    studies: list[Study] = [s for s in STUDIES if s.name not in skipped]
-
+def run_studies(studies: Sequence[Study], out: Path, args: argparse.Namespace, extra: tuple[str, ...],
+                threads: int | None) -> dict[str, float]:
+    """Run the studies, ``args.jobs`` at a time; returns each one's wall time in minutes."""
     study_minutes: dict[str, float] = {}
 
     def run(study: Study) -> None:
@@ -123,12 +113,61 @@ def main(argv: list[str] | None = None) -> Path:
         study_minutes[study.name] = elapsed / 60
         print(f"[{time.strftime('%H:%M:%S')}] {study.name}: done in {elapsed / 60:.1f} min", flush=True)
 
-    for name, why in skipped.items():
-        print(f"skipped {name}: {why} (its claims are inconclusive)", flush=True)
-    started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for future in [pool.submit(run, study) for study in studies]:
             future.result()
+    return study_minutes
+
+
+def run_facts(args: argparse.Namespace, threads: int | None, wall_seconds: float, runs: dict[str, Sequence[Run]],
+              study_minutes: dict[str, float]) -> dict[str, Any]:
+    """What the report says about the command: machine, launcher, wall and training times, branching."""
+    all_runs = [r for study_runs in runs.values() for r in study_runs]
+    return {
+        "command": "python -m critical_periods.reproduce" + (" --quick" if args.quick else ""),
+        "quick": args.quick,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}, "
+                   f"torch {torch.__version__}" + (", one torch thread per study" if threads else ""),
+        "jobs": max(1, args.jobs),
+        "launcher": LAUNCHER,
+        "wall_minutes": wall_seconds / 60,
+        "runs": len(all_runs),
+        "fit_minutes": sum(r.fit_seconds or 0.0 for r in all_runs) / 60,
+        "epochs_recorded": sum(r.summary.epochs or 0 for r in all_runs if r.summary is not None),
+        "epochs_taken_over": sum(r.branched_from_epoch or 0 for r in all_runs),
+        "runs_branched": sum(r.branched_from_epoch is not None for r in all_runs),
+        "study_minutes": study_minutes,
+    }
+
+
+def print_outcome(claims: Sequence[c.Claim], break_even_rows: list[dict[str, Any]]) -> None:
+    """The break-even runs left out of the slopes, and one line per claim."""
+    for row in break_even_rows:
+        if not row["compared"]:
+            print(f"left out of {row['study']}: lr {row['lr']}, batch {row['batch_size']}, seed {row['seed']}: max lambda_H^1 "
+                  f"{row['max_lambda_h1']} vs 2/lr {row['two_over_lr']}, break-even epoch {row['break_even_epoch']}, "
+                  f"threshold epoch {row['threshold_epoch']}")
+    for claim in claims:
+        control = f"  (control: {claim.control.status.value})" if claim.control is not None else ""
+        print(f"{claim.status.value:>15}  {claim.id}{control}")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = parse_args(argv)
+    try:  # a broken rules file is refused before any run starts
+        rules = load_rules(args.rules)
+    except RulesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    out = args.out.resolve()
+    threads = 1 if args.jobs > 1 else None
+    skipped = {s.name: f"needs {', '.join(s.missing())}" for s in STUDIES if s.missing()}
+    studies: list[Study] = [s for s in STUDIES if s.name not in skipped]
+    for name, why in skipped.items():
+        print(f"skipped {name}: {why} (its claims are inconclusive)", flush=True)
+    started = time.perf_counter()
+    study_minutes = run_studies(studies, out, args, () if args.wandb else ("logger=none",), threads)
+    wall_seconds = time.perf_counter() - started
 
     sweep_dirs = {study.name: out / study.name for study in studies}
     runs = {name: load_study(path) for name, path in sweep_dirs.items()}
@@ -140,23 +179,8 @@ def main(argv: list[str] | None = None) -> Path:
         """``docs/figures/<name>`` if the figure was drawn and copied (else ``None``)."""
         return f"{args.docs.name}/figures/{name}" if name and (args.docs / "figures" / name).exists() else None
 
-    all_runs = [r for study_runs in runs.values() for r in study_runs]
     record = {
-        "run": {
-            "command": "python -m critical_periods.reproduce" + (" --quick" if args.quick else ""),
-            "quick": args.quick,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU, Python {platform.python_version()}, "
-                       f"torch {torch.__version__}" + (", one torch thread per study" if threads else ""),
-            "jobs": max(1, args.jobs),
-            "launcher": LAUNCHER,
-            "wall_minutes": (time.perf_counter() - started) / 60,
-            "runs": len(all_runs),
-            "fit_minutes": sum(r.fit_seconds or 0.0 for r in all_runs) / 60,
-            "epochs_recorded": sum(r.summary.epochs or 0 for r in all_runs if r.summary is not None),
-            "epochs_taken_over": sum(r.branched_from_epoch or 0 for r in all_runs),
-            "runs_branched": sum(r.branched_from_epoch is not None for r in all_runs),
-            "study_minutes": {s.name: study_minutes[s.name] for s in studies if s.name in study_minutes},
-        },
+        "run": run_facts(args, threads, wall_seconds, runs, {s.name: study_minutes[s.name] for s in studies if s.name in study_minutes}),
         "rules": rules_info,
         "claims": [claim.to_json(rules_info["commit"], figure_path(claim.figure)) for claim in claims],
         "not_run": [{"id": r.id, "paper": r.paper, "statement": r.statement, "requires": r.requires}
@@ -169,14 +193,7 @@ def main(argv: list[str] | None = None) -> Path:
         "figures": figures,
     }
     json_path, report = write_record(args.docs, c.jsonable(record))
-    for row in break_even_rows:
-        if not row["compared"]:
-            print(f"left out of {row['study']}: lr {row['lr']}, batch {row['batch_size']}, seed {row['seed']}: max lambda_H^1 "
-                  f"{row['max_lambda_h1']} vs 2/lr {row['two_over_lr']}, break-even epoch {row['break_even_epoch']}, "
-                  f"threshold epoch {row['threshold_epoch']}")
-    for claim in claims:
-        control = f"  (control: {claim.control.status.value})" if claim.control is not None else ""
-        print(f"{claim.status.value:>15}  {claim.id}{control}")
+    print_outcome(claims, break_even_rows)
     print(f"record: {json_path}\nreport: {report}")
     return report
 

@@ -47,6 +47,26 @@ def _minibatch_covariance(model: nn.Module, covariance: CovarianceOptions,
     return minibatch_covariance_metrics(model, batch_inputs, batch_labels, covariance, chunk_size)
 
 
+def _per_example_probes(model: nn.Module, inputs: Tensor, labels: Tensor, results: ProbeResults,
+                        fisher: FisherOptions | None, covariance: CovarianceOptions | None,
+                        stiffness: StiffnessOptions | None, chunk_size: int | None, generator: torch.Generator) -> None:
+    """Fisher, the per-example covariance and stiffness from one pass of per-example gradients."""
+    need_gram = stiffness is not None or (covariance is not None and covariance.per_example)
+    gradients = collect_probe_gradients(
+        model, inputs, labels, fisher=fisher, gram=need_gram, chunk_size=chunk_size, generator=generator
+    )
+    metrics = results.metrics
+    if fisher is not None:
+        metrics.update(fisher_metrics(gradients.fisher_squared_norms))
+    if covariance is not None and covariance.per_example:
+        metrics.update(per_example_covariance_metrics(gradients.gram))
+    if stiffness is not None:
+        averages, results.stiffness_matrix = stiffness_from_gram(gradients.gram, labels, gradients.num_classes)
+        metrics.update(averages)
+        if stiffness.distance_bins > 0:
+            metrics.update(stiffness_by_distance(gradients.gram, inputs, stiffness.distance_bins))
+
+
 def compute_probes(
     model: nn.Module,
     inputs: Tensor,
@@ -68,7 +88,6 @@ def compute_probes(
     examples, one after the other (needed when ``covariance`` is given). Everything is a mean over
     examples of the cross-entropy of the model's logits. The model's train/eval flags, parameters'
     ``.grad`` and the global RNG are untouched; randomness comes from ``generator`` only.
-    Fisher, the per-example covariance and stiffness share one pass of per-example gradients.
     ``hessian_start``: the previous probe's ``hessian_eigenvectors``, where Lanczos starts when
     ``hessian.warm_start`` is set.
     """
@@ -77,20 +96,8 @@ def compute_probes(
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         results = ProbeResults()
         metrics = results.metrics
-        need_gram = stiffness is not None or (covariance is not None and covariance.per_example)
-        if fisher is not None or need_gram:
-            gradients = collect_probe_gradients(
-                model, inputs, labels, fisher=fisher, gram=need_gram, chunk_size=chunk_size, generator=generator
-            )
-            if fisher is not None:
-                metrics.update(fisher_metrics(gradients.fisher_squared_norms))
-            if covariance is not None and covariance.per_example:
-                metrics.update(per_example_covariance_metrics(gradients.gram))
-            if stiffness is not None:
-                averages, results.stiffness_matrix = stiffness_from_gram(gradients.gram, labels, gradients.num_classes)
-                metrics.update(averages)
-                if stiffness.distance_bins > 0:
-                    metrics.update(stiffness_by_distance(gradients.gram, inputs, stiffness.distance_bins))
+        if fisher is not None or stiffness is not None or (covariance is not None and covariance.per_example):
+            _per_example_probes(model, inputs, labels, results, fisher, covariance, stiffness, chunk_size, generator)
         if covariance is not None:
             metrics.update(_minibatch_covariance(model, covariance, covariance_batches, chunk_size))
         if hessian is not None:

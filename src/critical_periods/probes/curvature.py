@@ -197,28 +197,30 @@ def _start_vector(n: int, dtype, device, generator: torch.Generator, start: Tens
     return torch.randn(n, generator=generator, dtype=torch.float64, device=generator.device).to(device, dtype)
 
 
-def lanczos(
-    operator,
-    k: int = 1,
-    tolerance: float = 1e-3,
-    max_iterations: int = 100,
-    generator: torch.Generator | None = None,
-    basis_size: int = 20,
-    start: Tensor | None = None,
-) -> LanczosResult:
+def _converged(beta: float, ritz_values: Tensor, ritz_vectors: Tensor, k: int, tolerance: float,
+               rounding: float) -> bool:
+    """The Krylov space is invariant, or the residual bounds ``|beta s_j|`` of the top k Ritz pairs
+    are below ``tolerance * |theta|`` (never below rounding)."""
+    top = ritz_values.flip(0)[:k]
+    residuals = (beta * ritz_vectors[-1].flip(0)[:k]).abs()
+    scale = float(ritz_values.abs().max())
+    if beta <= rounding * max(scale, 1e-30):
+        return True
+    return len(top) == k and bool((residuals <= torch.clamp(tolerance * top.abs(), min=rounding * scale)).all())
+
+
+def lanczos(operator, k: int = 1, tolerance: float = 1e-3, max_iterations: int = 100,
+            generator: torch.Generator | None = None, basis_size: int = 20, start: Tensor | None = None) -> LanczosResult:
     """The k largest (algebraic) eigenvalues of a symmetric operator, descending, float64.
 
-    Thick-restart Lanczos with full reorthogonalisation (:class:`_ThickRestartBasis`), in the
-    operator's dtype and on its device; the Ritz values of ``T = V^T A V`` approximate A's extreme
-    eigenvalues and ``|beta_j s_j|`` bounds the residual ``||A x - theta x||``. Stops when that bound
-    is below ``tolerance * |theta|`` for the top k (0: down to rounding), when the Krylov space is
-    invariant, or after ``max_iterations`` products. Memory: ``basis_size + 1`` vectors of length n,
-    plus as many during a restart (ResNet-18, 11M parameters, float32, basis 20: about 1.8 GB at the
-    peak). Starts from a vector drawn from ``generator``, or from ``start`` ((n,) or (m, n): their
-    sum, e.g. the previous probe's Ritz vectors). Unconverged values come with a warning, a
-    non-finite operator gives NaN; a pending stop request is honoured between iterations. (Not
-    ARPACK's ``eigsh``: it reorthogonalises on the host in float64, twice a Hessian-vector product per
-    step at 0.5M parameters, and would copy every vector off a GPU.)
+    Thick-restart Lanczos with full reorthogonalisation (:class:`_ThickRestartBasis`) in the
+    operator's dtype and on its device; stops when :func:`_converged`, or after ``max_iterations``
+    products (with a warning; a non-finite operator gives NaN). Memory: ``basis_size + 1`` vectors of
+    length n, twice that during a restart (ResNet-18, float32, basis 20: about 1.8 GB at the peak).
+    Starts from a vector drawn from ``generator``, or from ``start`` ((n,) or (m, n): their sum, e.g.
+    the previous probe's Ritz vectors). A pending stop request is honoured between iterations. (Not
+    ARPACK's ``eigsh``: it reorthogonalises on the host in float64, twice a Hessian-vector product
+    per step at 0.5M parameters, and would copy every vector off a GPU.)
 
     >>> A = torch.diag(torch.tensor([3.0, -5.0, 1.0, 0.5], dtype=torch.float64))
     >>> result = lanczos(A, k=1, tolerance=1e-10, start=torch.tensor([1.0, 0.1, 0.1, 0.1]).double())
@@ -243,11 +245,7 @@ def lanczos(
             return LanczosResult(torch.full((k,), float("nan"), dtype=torch.float64), top_vectors, iterations)
         ritz_values, ritz_vectors = basis.ritz()
         top = ritz_values.flip(0)[:k]
-        residuals = (beta * ritz_vectors[-1].flip(0)[:k]).abs()
-        scale = float(ritz_values.abs().max())
-        converged = beta <= rounding * max(scale, 1e-30) or (  # invariant, or the top k are accurate
-            len(top) == k and bool((residuals <= torch.clamp(tolerance * top.abs(), min=rounding * scale)).all())
-        )
+        converged = _converged(beta, ritz_values, ritz_vectors, k, tolerance, rounding)
         if converged or iterations == max_iterations:  # before a restart rewrites the basis
             top_vectors = basis.combine(ritz_vectors.flip(1)[:, :k])
         if converged:

@@ -101,7 +101,9 @@ class _GramAccumulator:
 
     Linear layers' factored gradients (N (in + out) floats) are kept whole and multiplied at the end;
     the other layers' blocks are accumulated chunk a against every later chunk b, whose gradients
-    are recomputed, so no more than two chunks' gradients are alive at once.
+    are recomputed: with c chunks, c (c - 1) / 2 extra forward/backward passes (none with one chunk),
+    and at most two chunks' per-example gradients of one layer (2 chunk P_layer floats; for the
+    torch.func layers, of all of them at once) and two chunks' activations alive at once.
     """
 
     def __init__(self, model: nn.Module, inputs: Tensor, labels: Tensor, chunks: list[slice], method: Method) -> None:
@@ -158,11 +160,8 @@ def collect_probe_gradients(
     flags are left as they were. ``fisher``: ``None`` skips the Fisher norms; ``exact`` takes the
     expectation over all C classes (C backward passes per chunk), otherwise ``samples`` labels per input
     are drawn from ``generator``. ``gram``: also the (N, N) Gram matrix of the true-label gradients
-    (:class:`_GramAccumulator`: with c chunks, c (c - 1) / 2 extra forward/backward passes, none with a
-    single chunk; at most two chunks' per-example gradients of one layer (2 chunk P_layer floats; for
-    the torch.func layers, of all of them at once) and two chunks' activations are alive, never N P).
-    ``chunk_size`` bounds memory; the result does not depend on it. A pending stop request
-    (:mod:`critical_periods.stopping`) is honoured between chunks.
+    (cost and memory: :class:`_GramAccumulator`; never N P floats). ``chunk_size`` bounds memory; the
+    result does not depend on it. A pending stop request is honoured between chunks.
     """
     n = inputs.shape[0]
     chunk_size = chunk_size or n

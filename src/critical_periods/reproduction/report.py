@@ -82,12 +82,9 @@ def history_lines(claim: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(record: dict[str, Any]) -> str:
-    """The report: run facts, the status table, every claim (paper, rule and its history, measured,
-    status beside its control), rules not run or retired, break-even runs, protocols and figures,
-    all from ``record``."""
+def _run_facts(record: dict[str, Any]) -> list[str]:
+    """The command, the rules' commit, the method, the machine and the wall times."""
     run = record["run"]
-    claims = record["claims"]
     rules = record.get("rules", {})
     commit = rules.get("commit")
     parts = [
@@ -121,7 +118,13 @@ def render_markdown(record: dict[str, Any]) -> str:
                   "thread) - see the README's \"Seeds in one process\"."]
     if run.get("study_minutes"):
         parts += ["", "Wall time per study (min): " + ", ".join(f"{k} {v:.1f}" for k, v in run["study_minutes"].items()) + "."]
-    parts += [
+    return parts
+
+
+def _status_table(record: dict[str, Any]) -> list[str]:
+    """The setting and one row per claim."""
+    claims = record["claims"]
+    parts = [
         "",
         "Setting: MNIST-1D (4000 generated training examples split into 3600 for training and 400 for validation; 1000 "
         "test examples); the MLP 40-512-512-512-10 and the conv1d net (3 strided convolutions of 32 channels); SGD, lr "
@@ -139,18 +142,29 @@ def render_markdown(record: dict[str, Any]) -> str:
     ]
     if record.get("skipped"):
         parts += ["Studies not run in this checkout: " + "; ".join(f"{k} ({v})" for k, v in record["skipped"].items()) + ".", ""]
-    for claim in claims:
-        parts += [f"## {claim['id']}", "", f"*Claim:* {claim['claim']}", "", f"*Paper:* {claim['paper']}" + (f". {claim['reference']}" if claim.get("reference") else ""), "",
-                  f"*Rule:* {claim['rule']}", ""]
-        parts += ["*History of the rule:*", "", *history_lines(claim), ""]
-        holds = f" Holds: {', '.join(claim['holds'])}." if claim["status"] == "partly" else ""
-        parts += [f"*Measured:* {claim['measured']}", "", f"**Status: {claim['status']}.**{holds}"
-                  + (f" Control ({claim['control']['name']}): **{claim['control']['status']}**." if claim.get("control") else ""), ""]
-        parts += [parts_table(claim), ""]
-        if claim["table"]:
-            parts += [markdown_table(claim["headers"], claim["table"]), ""]
-        if claim.get("figure"):
-            parts += [f"Figure: [{claim['figure']}]({claim['figure'].split('/', 1)[-1]})", ""]
+    return parts
+
+
+def _claim_section(claim: dict[str, Any]) -> list[str]:
+    """One claim: paper, rule and its history, measured, status beside its control, its tables."""
+    parts: list[str] = []
+    parts += [f"## {claim['id']}", "", f"*Claim:* {claim['claim']}", "", f"*Paper:* {claim['paper']}" + (f". {claim['reference']}" if claim.get("reference") else ""), "",
+              f"*Rule:* {claim['rule']}", ""]
+    parts += ["*History of the rule:*", "", *history_lines(claim), ""]
+    holds = f" Holds: {', '.join(claim['holds'])}." if claim["status"] == "partly" else ""
+    parts += [f"*Measured:* {claim['measured']}", "", f"**Status: {claim['status']}.**{holds}"
+              + (f" Control ({claim['control']['name']}): **{claim['control']['status']}**." if claim.get("control") else ""), ""]
+    parts += [parts_table(claim), ""]
+    if claim["table"]:
+        parts += [markdown_table(claim["headers"], claim["table"]), ""]
+    if claim.get("figure"):
+        parts += [f"Figure: [{claim['figure']}]({claim['figure'].split('/', 1)[-1]})", ""]
+    return parts
+
+
+def _appendix(record: dict[str, Any]) -> list[str]:
+    """Rules not run or retired, the break-even runs, the protocols and the figures."""
+    parts: list[str] = []
     if record.get("not_run"):
         parts += ["## Rules registered but not run", ""]
         parts += [f"- **{r['id']}** ({r['paper']}): {r['statement']} Not run: {r['requires']}." for r in record["not_run"]]
@@ -174,7 +188,15 @@ def render_markdown(record: dict[str, Any]) -> str:
         for name in names:
             if name.endswith(".png"):
                 parts += [f"![{study}: {name}](figures/{name})", ""]
-    return "\n".join(parts)
+    return parts
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    """The report, all from ``record``: run facts, the status table, every claim, the appendix."""
+    parts = [*_run_facts(record), *_status_table(record)]
+    for claim in record["claims"]:
+        parts += _claim_section(claim)
+    return "\n".join(parts + _appendix(record))
 
 
 def write_record(docs: Path, record: dict[str, Any]) -> tuple[Path, Path]:

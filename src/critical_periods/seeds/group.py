@@ -120,17 +120,9 @@ class Member:
     loggers: list = field(default_factory=list)
 
 
-def train_group(cfgs: Sequence[DictConfig], hydra_configs: Sequence[DictConfig] | None = None) -> list[Summary | None] | None:
-    """Train the jobs ``cfgs`` (resolved configs differing only in seed) as one vectorised model.
-
-    Returns each job's summary as ``train.train`` would (``None``: another process holds its
-    folder), or ``None`` for the whole group when the model cannot be vectorised (the caller then
-    runs the jobs one after another). ``hydra_configs``: each job's full config while it ran under
-    Hydra (W&B names the run from it).
-    """
-    quiet_lightning()
-    clear_stop()
-    results: list[Summary | None] = [None] * len(cfgs)
+def pending_members(cfgs: Sequence[DictConfig], hydra_configs: Sequence[DictConfig] | None,
+                    results: list[Summary | None]) -> list[Member]:
+    """The jobs still to train; a finished job's summary goes straight into ``results``."""
     pending: list[Member] = []
     for index, cfg in enumerate(cfgs):
         out_dir = Path(cfg.paths.output_dir)
@@ -142,9 +134,12 @@ def train_group(cfgs: Sequence[DictConfig], hydra_configs: Sequence[DictConfig] 
             results[index] = previous
             continue
         pending.append(Member(index, cfg, out_dir, config, hydra_configs[index] if hydra_configs else None))
-    if not pending:
-        return results
-    set_threads(pending[0].cfg.get("threads"))
+    return pending
+
+
+def prepare_members(pending: list[Member]) -> bool:
+    """Build every seed as its lone run would (seeded first); ``False`` if the model cannot be
+    vectorised (said once)."""
     for member in pending:
         pl.seed_everything(member.cfg.seed, workers=True, verbose=False)
         member.prepared = prepare(member.cfg)
@@ -152,35 +147,65 @@ def train_group(cfgs: Sequence[DictConfig], hydra_configs: Sequence[DictConfig] 
             reason = not_vectorisable(member.prepared[2].model)
             if reason is not None:
                 log.info("seeds: this group trains one seed after another: %s cannot be vectorised", reason)
-                return None
+                return False
+    return True
 
+
+def claim_folders(pending: list[Member]) -> list[Member]:
+    """The members whose run folders this process could lock (the others are skipped, as lone runs)."""
+    claimed: list[Member] = []
+    for member in pending:
+        lock = RunLock(member.out_dir)
+        try:
+            lock.acquire()
+        except RunFolderBusy as busy:
+            log.warning("skipped: %s", busy)
+            continue
+        member.lock = lock
+        claimed.append(member)
+    return claimed
+
+
+def start_points(claimed: list[Member], results: list[Summary | None]) -> dict[int | None, list[Member]]:
+    """The claimed members by the epoch they start after. As ``train.train``: authoritative now that
+    the folders are ours; a seed without a checkpoint of its own starts from the latest branch point
+    holding its state, so the seeds of a group share their branch epochs when earlier jobs saved them."""
+    starts: dict[int | None, list[Member]] = {}
+    for member in claimed:
+        with as_job(member):
+            member.branching = JobBranching.for_job(member.cfg, member.config,
+                                                    numerics_environment(member.cfg.trainer.accelerator))
+        point = resume_point_of(member.out_dir, member.config)
+        if point.finished:
+            log.info("skipped: %s already holds a %s run", member.out_dir, point.previous.status)
+            results[member.index] = point.previous
+            continue
+        member.point = member.branching.start(point, member.out_dir)
+        starts.setdefault(member.point.epoch, []).append(member)
+    return starts
+
+
+def train_group(cfgs: Sequence[DictConfig], hydra_configs: Sequence[DictConfig] | None = None) -> list[Summary | None] | None:
+    """Train the jobs ``cfgs`` (resolved configs differing only in seed) as one vectorised model.
+
+    Returns each job's summary as ``train.train`` would (``None``: another process holds its
+    folder), or ``None`` for the whole group when the model cannot be vectorised (the caller then
+    runs the jobs one after another). ``hydra_configs``: each job's full config while it ran under
+    Hydra (W&B names the run from it).
+    """
+    quiet_lightning()
+    clear_stop()
+    results: list[Summary | None] = [None] * len(cfgs)
+    pending = pending_members(cfgs, hydra_configs, results)
+    if not pending:
+        return results
+    set_threads(pending[0].cfg.get("threads"))
+    if not prepare_members(pending):
+        return None
     claimed: list[Member] = []
     try:
-        for member in pending:
-            lock = RunLock(member.out_dir)
-            try:
-                lock.acquire()
-            except RunFolderBusy as busy:
-                log.warning("skipped: %s", busy)
-                continue
-            member.lock = lock
-            claimed.append(member)
-        starts: dict[int | None, list[Member]] = {}
-        for member in claimed:
-            # As train.train: authoritative now that the folder is ours; a seed without a checkpoint of
-            # its own starts from the latest branch point holding its state (its sweep siblings' of the
-            # same seed), so the seeds of a group share their branch epochs when earlier jobs saved them.
-            with as_job(member):
-                member.branching = JobBranching.for_job(member.cfg, member.config,
-                                                        numerics_environment(member.cfg.trainer.accelerator))
-            point = resume_point_of(member.out_dir, member.config)
-            if point.finished:
-                log.info("skipped: %s already holds a %s run", member.out_dir, point.previous.status)
-                results[member.index] = point.previous
-                continue
-            member.point = member.branching.start(point, member.out_dir)
-            starts.setdefault(member.point.epoch, []).append(member)
-        for resumed_from, members in starts.items():
+        claimed = claim_folders(pending)
+        for resumed_from, members in start_points(claimed, results).items():
             fit_and_test_group(members, resumed_from)
             for member in members:
                 results[member.index] = member.summary
@@ -224,9 +249,9 @@ def group_trainer_config(cfg: DictConfig, checkpointed: bool) -> DictConfig:
     return cfg
 
 
-def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
-    """``train.fit_and_test`` for the seeds ``members``, which start from the same epoch."""
-    start_records(members, resumed_from)
+def group_trainer(members: list[Member]):
+    """``(trainer, module, datamodule, seed_callbacks)`` of the group, built as ``build`` builds a
+    lone run's: the stacked model, per-seed probes, loggers, checkpoints and branch points."""
     first = members[0]
     datamodule0, epochs, module0, _ = first.prepared
     lone_models = [member.prepared[2].model for member in members]
@@ -235,7 +260,7 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
     datamodule = StackedDataModule([member.prepared[0] for member in members])
     run_dirs = [member.out_dir for member in members]
     seed_callbacks = SeedCallbacks([member.prepared[3] for member in members], lone_models, datamodule.datamodules,
-                      [member.loggers for member in members], run_dirs)
+                                   [member.loggers for member in members], run_dirs)
     callbacks: list[pl.Callback] = [seed_callbacks, StopWhenRequested()]
     every = first.cfg.checkpoint.every_n_epochs
 
@@ -250,17 +275,59 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
                                            checkpoint.callback_states if checkpoint else None, saves))
     fanout = SeedLoggers([member.loggers for member in members], stopped_after=lambda s: module.diverged[s])
     trainer = build_trainer(group_trainer_config(first.cfg, bool(every)), epochs, [fanout], callbacks)
+    return trainer, module, datamodule, seed_callbacks
+
+
+def record_outcome(members: list[Member], trainer, module, fit_metrics: dict, test_results: list[dict],
+                   fit_seconds: list[float]) -> None:
+    """Each seed's end in its summary (diverged, or completed with its final numbers) and loggers."""
+    for s, member in enumerate(members):
+        summary = member.summary
+        summary.fit_seconds = fit_seconds[s]  # its probes and its share of the rest: sums over runs stay true
+        if module.diverged[s] is not None:
+            summary.epochs_trained = module.diverged[s] + 1
+            summary.status = Status.DIVERGED
+            continue
+        summary.epochs_trained = trainer.current_epoch
+        summary.final = final_metrics(seed_row(fit_metrics, s), [seed_row(test_results[0], s)])
+        summary.status = Status.DEBUG if member.cfg.get("debug_run") else Status.COMPLETED
+        for logger in member.loggers:
+            logger.log_metrics(dict(summary.final), step=trainer.global_step)
+    for member in members:
+        for logger in member.loggers:
+            logger.finalize("success")
+
+
+def record_failure(members: list[Member], error: BaseException) -> None:
+    for member in members:
+        summary = member.summary
+        summary.status = Status.INTERRUPTED if is_interruption(error) else Status.FAILED
+        summary.error = f"{type(error).__name__}: {error}"
+        summary.traceback = traceback.format_exc()
+        record_end(member.out_dir, summary, error)
+        with hydra_config_of(member):
+            mirror_to_wandb(member.cfg, member.out_dir, summary, None)
+
+
+def group_checkpoint_path(members: list[Member], resumed_from: int | None, scratch: str) -> Path | None:
+    """The seeds' own checkpoints (of epoch ``resumed_from``) as one group checkpoint in ``scratch``."""
+    if resumed_from is None:
+        return None
+    seeds = [torch.load(m.point.checkpoint, map_location="cpu", weights_only=True) for m in members]
+    path = Path(scratch) / "group.ckpt"
+    torch.save(group_checkpoint(seeds), path)
+    return path
+
+
+def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
+    """``train.fit_and_test`` for the seeds ``members``, which start from the same epoch."""
+    start_records(members, resumed_from)
+    trainer, module, datamodule, seed_callbacks = group_trainer(members)
     log.info("seeds: training %d seeds as one vectorised model (%s)", len(members),
              ", ".join(f"seed={m.cfg.seed}" for m in members))
-
     with stop_on_signals(), tempfile.TemporaryDirectory(prefix="seed-group-") as scratch:
         try:
-            ckpt_path = None
-            if resumed_from is not None:
-                seeds = [torch.load(m.point.checkpoint, map_location="cpu", weights_only=True) for m in members]
-                ckpt_path = Path(scratch) / "group.ckpt"
-                torch.save(group_checkpoint(seeds), ckpt_path)
-                del seeds
+            ckpt_path = group_checkpoint_path(members, resumed_from, scratch)
             started = time.perf_counter()
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             raise_if_stop_requested()
@@ -269,31 +336,10 @@ def fit_and_test_group(members: list[Member], resumed_from: int | None) -> None:
             alive = [s for s in range(len(members)) if module.diverged[s] is None]
             test_results = trainer.test(module, datamodule=datamodule, verbose=False) if alive else [{}]
             raise_if_stop_requested()
-            fit_seconds = seed_fit_seconds(seconds, seed_callbacks.seconds)
-            for s, member in enumerate(members):
-                summary = member.summary
-                summary.fit_seconds = fit_seconds[s]  # its probes and its share of the rest: sums over runs stay true
-                if module.diverged[s] is not None:
-                    summary.epochs_trained = module.diverged[s] + 1
-                    summary.status = Status.DIVERGED
-                    continue
-                summary.epochs_trained = trainer.current_epoch
-                summary.final = final_metrics(seed_row(fit_metrics, s), [seed_row(test_results[0], s)])
-                summary.status = Status.DEBUG if member.cfg.get("debug_run") else Status.COMPLETED
-                for logger in member.loggers:
-                    logger.log_metrics(dict(summary.final), step=trainer.global_step)
-            for member in members:
-                for logger in member.loggers:
-                    logger.finalize("success")
+            record_outcome(members, trainer, module, fit_metrics, test_results,
+                           seed_fit_seconds(seconds, seed_callbacks.seconds))
         except BaseException as error:
-            for member in members:
-                summary = member.summary
-                summary.status = Status.INTERRUPTED if is_interruption(error) else Status.FAILED
-                summary.error = f"{type(error).__name__}: {error}"
-                summary.traceback = traceback.format_exc()
-                record_end(member.out_dir, summary, error)
-                with hydra_config_of(member):
-                    mirror_to_wandb(member.cfg, member.out_dir, summary, None)
+            record_failure(members, error)
             raise
     for member in members:
         write_summary(member.out_dir, member.summary)

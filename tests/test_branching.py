@@ -98,7 +98,7 @@ def assert_same_records(branched: Path, alone: Path) -> dict[tuple, int | None]:
 
 
 # Noise: its draws are seeded per batch; a stateful generator would give the branch other noise.
-@pytest.mark.parametrize("deficit", ["blur", "noise"])
+@pytest.mark.parametrize("deficit", ["blur", pytest.param("noise", marks=pytest.mark.slow)])
 def test_a_branched_removal_sweep_records_exactly_what_lone_jobs_record(tmp_path, deficit):
     grid = (f"deficit={deficit}", *REMOVAL)
     branched = run_sweep(tmp_path, "branched", *grid)
@@ -110,6 +110,7 @@ def test_a_branched_removal_sweep_records_exactly_what_lone_jobs_record(tmp_path
     assert not list((branched / STORE_DIR).glob("*.tmp")) and not (alone / STORE_DIR).exists()
 
 
+@pytest.mark.slow
 def test_a_branch_keeps_its_own_lr_restart_not_the_trunks(tmp_path):
     # blur@1 restarts its schedule at epoch 2, blur@2 at epoch 3; they share the clean epoch 0, after
     # which both lrs are 0.97. A branch that loaded the trunk's schedule would restart at 2.
@@ -119,6 +120,7 @@ def test_a_branch_keeps_its_own_lr_restart_not_the_trunks(tmp_path):
     assert assert_same_records(branched, alone) == {("blur", 1, 1): None, ("blur", 2, 1): 1}
 
 
+@pytest.mark.slow
 def test_a_branched_window_sweep_with_the_representation_probes_records_exactly_what_lone_jobs_record(tmp_path):
     grid = ("deficit=blur,none", "deficit.onset=0,1,2", "deficit.length=2", "schedule.epochs_after_deficit=1",
             "probes=representation", "probes.probe_size=64", "probes.stiffness.matrix_every_n_epochs=1")

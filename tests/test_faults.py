@@ -37,6 +37,7 @@ def rows(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_honestly_and_the_same_command_resumes_once_space_is_freed(tmp_path, small_disk):
     mount, resize = small_disk
     run_dir = mount / "run"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
+
 from critical_periods.job_files import HYDRA_SUBDIR, job_files_subdir, job_log_file
 
 from conftest import TINY, run_cli
@@ -17,6 +19,7 @@ def snapshot(folder):
     return {p.relative_to(folder): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_sweep_leaves_its_jobs_untouched(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", *TINY, "deficit.length=0,1", f"hydra.sweep.dir={sweep}"]

@@ -150,7 +150,7 @@ def sweep(tmp_path: Path, name: str, *extra: str, seeds_launcher: bool) -> tuple
     return sweep_dir, done
 
 
-@pytest.mark.parametrize("model", ["mlp", "conv1d"])
+@pytest.mark.parametrize("model", ["mlp", pytest.param("conv1d", marks=pytest.mark.slow)])
 def test_a_seed_group_records_what_its_lone_runs_record(tmp_path, model):
     lone_dir, _ = sweep(tmp_path, "lone", *MODELS[model], seeds_launcher=False)
     group_dir, group_run = sweep(tmp_path, "group", *MODELS[model], seeds_launcher=True)
@@ -190,6 +190,7 @@ def test_an_unvectorisable_model_runs_its_seeds_one_after_another(tmp_path):
     assert [r["summary"]["status"] for r in job_records(group_dir).values()] == ["completed"] * 3
 
 
+@pytest.mark.slow
 def test_a_killed_group_resumes_every_seed_from_its_checkpoint(tmp_path):
     sweep_dir = tmp_path / "group"
     no_probes = [o for o in GROUP_RUN if not o.startswith("probes")]
@@ -222,6 +223,7 @@ def test_a_killed_group_resumes_every_seed_from_its_checkpoint(tmp_path):
         assert val_epochs == list(range(summary["epochs"]))  # every epoch once
 
 
+@pytest.mark.slow
 def test_a_branching_sweep_of_seed_groups_records_what_the_basic_launcher_records(tmp_path):
     # Two seeds of a removal sweep: each length's group starts from the branch points the previous
     # length's group saved (each seed its own), as each lone job starts from its sibling's.
@@ -253,6 +255,7 @@ def test_a_branching_sweep_of_seed_groups_records_what_the_basic_launcher_record
     assert [taken[s, n] for s in (0, 1) for n in (0, 1, 2, 3)] == [None, None, 1, 2] * 2
 
 
+@pytest.mark.slow
 def test_slurm_seeds_submits_one_submitit_job_per_seed_group_and_records_what_the_basic_launcher_records(tmp_path):
     # hydra/launcher=local_seeds is slurm_seeds with submitit's local executor: a real submitit launch,
     # one process per group, all at once.
@@ -289,6 +292,7 @@ def test_slurm_seeds_composes_with_the_slurm_keys(tmp_path):
 PROBE_KEYS = ("stiffness/", "cka/", "frequency/", "curvature/", "break_even/")
 
 
+@pytest.mark.slow
 def test_the_non_fisher_probes_of_a_grouped_seed_are_its_lone_runs(tmp_path):
     # Stiffness, CKA, the frequency errors and the break-even probes (lambda_H^1 by Lanczos, K), at the
     # start, at early steps and after every epoch of a 2-epoch run, for each seed of a group of two.

@@ -31,7 +31,7 @@ def records(sweep_dir: Path) -> dict[str, tuple[str, str]]:
     }
 
 
-@pytest.mark.parametrize("launcher", ["basic", "local"])
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("local", marks=pytest.mark.slow)])
 def test_three_job_multirun_then_rerun_skips_every_job(tmp_path, launcher):
     sweep_dir = tmp_path / "sweep"
     args = ["-m", *TINY, "deficit.length=0,1,2", f"hydra.sweep.dir={sweep_dir}"]
@@ -55,6 +55,7 @@ def test_three_job_multirun_then_rerun_skips_every_job(tmp_path, launcher):
     assert "skipped:" not in "".join(p.read_text() for p in sweep_dir.glob("*/train.log"))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     args = [*TINY, "schedule.epochs_after_deficit=300", "checkpoint.min_seconds=0", f"hydra.run.dir={run_dir}"]

@@ -87,9 +87,9 @@ def test_multirun_writes_one_record_and_one_wandb_run_per_job(tmp_path):
 
 @pytest.mark.parametrize("overrides,message", [
     (["deficit=fog"], "deficit=fog is not allowed: it must be one of blur, label_permutation, noise, none, random_labels, shuffled_pixels"),
-    (["deficit.onset=-1"], "deficit.onset=-1 is not allowed"),
-    (["schedule.mode=fixed", "schedule.epochs=3", "deficit.length=5"], "ends at epoch 5"),
-    (["deficit=blur", "deficit.size=100"], "deficit.size=100 is not allowed"),
+    pytest.param(["deficit.onset=-1"], "deficit.onset=-1 is not allowed", marks=pytest.mark.slow),
+    pytest.param(["schedule.mode=fixed", "schedule.epochs=3", "deficit.length=5"], "ends at epoch 5", marks=pytest.mark.slow),
+    pytest.param(["deficit=blur", "deficit.size=100"], "deficit.size=100 is not allowed", marks=pytest.mark.slow),
     (["data=cifar10", "paths.data_dir=nowhere"], "cifar-10-batches-py"),
 ])
 def test_bad_input_fails_before_training_with_a_clear_message(tmp_path, overrides, message):

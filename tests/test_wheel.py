@@ -21,6 +21,8 @@ from critical_periods.record.summary import read_summary
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # builds a wheel and installs it in a fresh environment (~35 s)
+
 # Run outputs and build leftovers at the top of a checkout (sweeps/wandb/ is source: kept).
 TOP_LEVEL_LEFT_OUT = {".git", "build", "outputs", "multirun", "wandb", "data", "reproduction", ".pytest_cache"}
 

@@ -19,7 +19,6 @@ from critical_periods.analysis.tables import plotted_runs
 from critical_periods.record import metric_names as names
 from critical_periods.reproduction.claims import CONTROL_SEED_OFFSET, Claim, Judge, epoch_series, shuffled_in_time
 from critical_periods.reproduction.statistics import paired_effects, per_seed
-from critical_periods.reproduction.studies import STUDIES  # noqa: F401  first: it imports studies_condensation
 from critical_periods.reproduction.studies_condensation import EARLY_EPOCHS
 
 CONDENSATION_RULE = "xu-condensation-small-init"

@@ -23,23 +23,22 @@ Pilots of the previous rounds (seed 0 unless stated; MNIST-1D MLP, plain SGD at 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from critical_periods.record.result_keys import folder_name_excludes
 from critical_periods.analysis import break_even as be
-from critical_periods.config.paths import config_dir
+from critical_periods.reproduction.study import (  # noqa: F401  (CONF_DIR, Study, ...: re-exported)
+    CONF_DIR, CONTROL_SEEDS, SEEDS, STIFFNESS_PROBES, Study, run_logged, seeds,
+)
+# Each topic's studies live in a module of their own (built on reproduction.study).
+from critical_periods.reproduction.studies_condensation import CONDENSATION_STUDIES
+from critical_periods.reproduction.studies_cross_seed import CROSS_SEED_STUDIES
 from critical_periods.reproduction.studies_early_linear import EARLY_LINEAR_STUDIES
-
-CONF_DIR = config_dir()
+from critical_periods.reproduction.studies_zhang import zhang_studies
 
 MODELS = ("mlp", "conv1d")
-SEEDS = "0,1,2,3,4"                 # >= 5 seeds per condition for every judged claim (docs/rules.yaml)
-CONTROL_SEEDS = "100,101,102,103,104"  # fresh-seed no-deficit controls: seed 100 + s controls seed s
 REMOVAL_LENGTHS = "20,40,60"        # blur etc. from epoch 0, removed at these epochs
 CONTROL_LENGTHS = "20,60"           # the lr controls: an early and a late removal (budget)
 AFTER_DEFICIT = 40                  # clean epochs after every deficit (Achille et al.: the same for all)
@@ -63,33 +62,6 @@ BREAK_EVEN_PROBES = ("probes=break_even", "probes.every_n_epochs=2", "probes.hes
 # break-even ones.
 CLEAN_PROBES = ("probes=full", "probes.hessian=null", "probes.covariance=null", "probes.delta_loss=false",
                 "probes.early_steps=0")
-# Stiffness only (and the sampled Fisher trace the probe group always carries), every 2 epochs.
-STIFFNESS_PROBES = ("probes=representation", "probes.representation.cka=false", "probes.representation.frequency=false",
-                    "probes.representation.save_every_n_epochs=0", "probes.every_n_epochs=2")
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    claim: str
-    full: tuple[tuple[str, ...], ...]   # one tuple of overrides per multirun command
-    quick: tuple[tuple[str, ...], ...]
-    protocol: dict[str, Any] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()      # config files (relative to conf/) the study needs
-    model: str = "mlp"
-    schedule: str = "decaying"
-
-    def missing(self) -> list[str]:
-        """The required config files this checkout does not have (then the study is skipped)."""
-        return [path for path in self.requires if not (CONF_DIR / path).exists()]
-
-
-def seeds(text: str) -> list[int]:
-    return [int(s) for s in text.split(",")]
-
-
-# Topic studies live in their own modules, which import Study and seeds from here (so import this module first).
-from critical_periods.reproduction.studies_cross_seed import CROSS_SEED_STUDIES
 
 
 def removal_study(model: str, schedule: str, kinds: str, lengths: str) -> Study:
@@ -149,13 +121,9 @@ def sensitivity_study(model: str, schedule: str) -> Study:
     )
 
 
-# Each topic's studies live in a module of their own, which imports Study from here (so after it).
-from critical_periods.reproduction.studies_condensation import CONDENSATION_STUDIES  # noqa: E402
-
 BREAK_EVEN_QUICK = ("probes=break_even", "probes.probe_size=64", "probes.hessian.trace_samples=0", "probes.early_steps=2",
                     "probes.early_until_step=10", "schedule.epochs=2", "seed=0")
 
-from critical_periods.reproduction.studies_zhang import zhang_studies  # noqa: E402  (needs the constants above)
 
 STUDIES = (
     *(removal_study(model, "decaying", "blur,vertical_flip,label_permutation,noise", REMOVAL_LENGTHS) for model in MODELS),
@@ -270,11 +238,7 @@ def run_study(study: Study, out_dir: Path, quick: bool, extra: tuple[str, ...], 
         extra = (*extra, f"threads={threads}")
     started = time.perf_counter()
     for overrides in study.quick if quick else study.full:
-        command = multirun_command(overrides, sweep_dir, extra, launcher)
-        result = subprocess.run(command, env=env, capture_output=True, text=True)
-        (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
-        log = sweep_dir / "logs" / f"{int(time.time() * 1000)}.log"
-        log.write_text(" ".join(command) + "\n\n" + result.stdout + result.stderr)
-        if result.returncode != 0:
-            raise RuntimeError(f"study {study.name}: a multirun failed (exit {result.returncode}); see {log}")
+        run_logged(multirun_command(overrides, sweep_dir, extra, launcher), env, sweep_dir, f"study {study.name}: a multirun")
     return time.perf_counter() - started
+
+

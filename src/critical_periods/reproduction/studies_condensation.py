@@ -2,16 +2,13 @@
 dynamical critical length: clean training of a one-hidden-layer MLP at three init scales, with the
 condensation and binned-stiffness probes (``probes=condensation``) at the start and every epoch.
 
-Imported by ``studies`` (which lists it in ``STUDIES``) after ``Study`` is defined there: import
-``studies`` first, as importing this module first would be circular.
-
 Measured cost (one core, load ~1.3 from other work, seeds launcher): the full grid (15 runs, three
 processes of 5 seeds) 62 s of wall time; the quick grid 13 s.
 """
 
 from __future__ import annotations
 
-from critical_periods.reproduction.studies import SEEDS, Study, seeds
+from critical_periods.reproduction.study import SEEDS, Study, seeds
 
 INIT_SCALES = "0.01,0.1,1.0"     # small, intermediate, standard (PyTorch's default init)
 CONDENSATION_EPOCHS = 20

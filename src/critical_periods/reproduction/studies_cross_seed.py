@@ -5,7 +5,7 @@ final checkpoints and compare the seeds on the same test examples)."""
 
 from __future__ import annotations
 
-from critical_periods.reproduction.studies import Study, seeds
+from critical_periods.reproduction.study import Study, seeds
 
 CROSS_SEED_SEEDS = "0,1,2,3,4,5,6,7,8,9"   # >= 10 instances (issue 21, section 2)
 CROSS_SEED_WIDTHS = (32, 64, 128, 256)      # 6 hidden layers each; 512 was over the budget (pilot)

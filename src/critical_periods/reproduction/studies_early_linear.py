@@ -6,7 +6,6 @@ multirun and the sweep loading for it; the figure goes to ``<sweep_dir>/analysis
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from critical_periods.early_time.run import CONTROL_DIM, CONTROL_SEEDS, DIMS, SEEDS
+from critical_periods.reproduction.study import run_logged
 
 NAME = "early_linear"
 QUICK = ("--dims", "20,50", "--seeds", "0", "--control-seeds", "", "--steps", "12", "--num-samples", "2000")
@@ -48,12 +48,7 @@ class EarlyLinearStudy:
         started = time.perf_counter()
         for arguments in self.quick if quick else self.full:
             command = [sys.executable, "-m", "critical_periods.early_time.run", "--out", str(sweep_dir), *arguments]
-            result = subprocess.run(command, env=env, capture_output=True, text=True)
-            (sweep_dir / "logs").mkdir(parents=True, exist_ok=True)
-            log = sweep_dir / "logs" / f"{int(time.time() * 1000)}.log"
-            log.write_text(" ".join(command) + "\n\n" + result.stdout + result.stderr)
-            if result.returncode != 0:
-                raise RuntimeError(f"study {self.name}: the early-time runs failed (exit {result.returncode}); see {log}")
+            run_logged(command, env, sweep_dir, f"study {self.name}: the early-time runs")
         runs = load_runs(sweep_dir)
         if runs:
             draw_figure(runs, sweep_dir / "analysis")

@@ -8,10 +8,7 @@ train accuracy at epoch 40 and 100% from epoch 50 (test error 89.9%), so 80 epoc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from critical_periods.reproduction.studies import Study
+from critical_periods.reproduction.study import CONTROL_SEEDS, SEEDS, STIFFNESS_PROBES, Study, seeds
 
 FIT_EPOCHS = 80       # random labels for the whole run (pilot: fitted by epoch 50)
 WINDOW_LENGTH = 20    # the early deficit window of the critical-period question
@@ -35,9 +32,7 @@ DIFFERS = ("MNIST-1D and a 2-hidden-layer MLP, not CIFAR-10/ImageNet and Incepti
 
 
 def zhang_studies() -> tuple[Study, ...]:
-    """The two studies (a function: studies.py lists them in STUDIES, and this module needs its
-    constants, so it reads them once studies.py has defined them)."""
-    from critical_periods.reproduction.studies import CONTROL_SEEDS, SEEDS, STIFFNESS_PROBES, Study, seeds
+    """The two studies."""
 
     # Stiffness only, on PROBE_SIZE examples labelled as the run trains them.
     probes = (*(o for o in STIFFNESS_PROBES if not o.startswith("probes.every_n_epochs")),

@@ -16,7 +16,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 
 from critical_periods.record import metric_names as mn
-from critical_periods.analysis import figures, probe_figures
+from critical_periods.analysis import figures, labels, probe_figures
 from critical_periods.analysis.labels import deficit_words, run_words, setting_words, value_words
 from critical_periods.analysis.plotting import NoData, group_runs
 from critical_periods.record.summary import Summary
@@ -262,6 +262,22 @@ def test_error_vs_removal_names_the_paper_figure_and_the_kinds_in_words(kinds, p
     assert fig.axes[0].get_title().endswith(f"(cf. Achille et al. 2019, {paper})")
     assert_words_only(fig)
     assert_integer_epoch_ticks(fig)  # removal epochs
+
+
+@pytest.mark.parametrize("schedule, words", [
+    ({"lr_schedule": "constant", "lr_restart": False}, "constant lr"),
+    ({"lr_schedule": "exponential", "lr_gamma": 0.97, "lr_restart": True}, "lr x0.97 per epoch, restarted at removal"),
+])
+def test_the_achille_figures_name_the_lr_schedule_in_their_titles(schedule, words):
+    runs = [hand_run("none", [], deficit="none")] + [hand_run(f"blur{n}", [], deficit="blur", length=n) for n in (2, 4)]
+    for run in runs:
+        run.config["schedule"] = schedule
+    assert figures.error_vs_removal(runs).axes[0].get_title().endswith(f"Fig. 1)\n{words}")
+    assert figures.sensitivity_vs_onset([hand_run(f"w{o}{k}", [], deficit=k, onset=o, length=2) for o in (0, 2)
+                                          for k in ("blur", "none")]).axes[0].get_title().count("\n") == 0  # not said
+    runs[1].config["schedule"] = {"lr_schedule": "step", "lr_gamma": 0.5, "lr_step_size": 30}
+    assert labels.schedule_words(runs) == ""  # mixed schedules: the curves' labels say which
+    assert labels.schedule_words(runs[1:2]) == "lr x0.5 every 30 epochs"
 
 
 def test_fisher_trace_of_a_batch_study_is_not_called_a_critical_period():

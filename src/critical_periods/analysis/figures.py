@@ -23,7 +23,7 @@ from critical_periods.analysis import break_even as be
 from critical_periods.analysis import probe_figures
 from critical_periods.record.epochs import epoch_anchors
 from critical_periods.analysis.curves import Series, first_reaching, keys_with_prefix, mean_over_runs, series
-from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, settings_words, value_words
+from critical_periods.analysis.labels import SEED_BAND, kind_words, metric_label, runs_count, schedule_words, settings_words, value_words
 from critical_periods.analysis.plotting import (
     DEFAULT_VECTOR, PNG_DPI, VECTOR_FORMATS, EpochAxes, Group, NoData, by_words, draw_metrics, epoch_axes, group_runs,
     has_early_probes, integer_ticks, legend, save,
@@ -53,6 +53,12 @@ def condition_words(runs: Sequence[Run]) -> dict[str, str]:
 
 
 # -- 1. final error against removal epoch (Achille et al. Fig. 1 for blur, Fig. 2 for the kinds) --------
+
+
+def _schedule_line(runs: Sequence[Run]) -> str:
+    """A second title line naming the lr schedule the runs share (the Achille curves depend on it)."""
+    words = schedule_words(runs)
+    return f"\n{words}" if words else ""
 
 
 def error_vs_removal(runs: Sequence[Run]) -> Figure:
@@ -88,7 +94,7 @@ def error_vs_removal(runs: Sequence[Run]) -> Figure:
         " (cf. Achille et al. 2019, Fig. 2)" if len(kinds) > 1 else "")
     ax.set_xlabel("deficit removal epoch = onset + length (epochs)")
     ax.set_ylabel("final test error (%)")
-    ax.set_title(f"Final test error vs deficit removal epoch{paper}", fontsize=11)
+    ax.set_title(f"Final test error vs deficit removal epoch{paper}" + _schedule_line(runs), fontsize=11)
     integer_ticks(ax)
     ax.grid(alpha=0.3)
     ax.legend(title=SEED_BAND, fontsize=8, title_fontsize=8)
@@ -138,7 +144,8 @@ def sensitivity_vs_onset(runs: Sequence[Run]) -> Figure:
     fig = Figure(figsize=(7.5, 4.8))
     ax = fig.add_subplot()
     _draw_sensitivity(ax, cells, condition_words(runs))
-    ax.set_title("Sensitivity to a deficit window vs its onset (cf. Achille et al. 2019, Fig. 4)", fontsize=11)
+    ax.set_title("Sensitivity to a deficit window vs its onset (cf. Achille et al. 2019, Fig. 4)" + _schedule_line(runs),
+                 fontsize=11)
     return fig
 
 
@@ -167,7 +174,7 @@ def fisher_trace(runs: Sequence[Run]) -> Figure:
     if cells:
         right = fig.add_subplot(grid[1])
         _draw_sensitivity(right, cells, condition_words(runs))
-        right.set_title("Sensitivity to a deficit window vs its onset", fontsize=10)
+        right.set_title("Sensitivity to a deficit window vs its onset" + _schedule_line(runs), fontsize=10)
         fig.suptitle("Fisher information and sensitivity to a deficit (cf. Achille et al. 2019, Fig. 4)")
     else:
         keys = varying_settings(with_fisher)

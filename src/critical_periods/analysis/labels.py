@@ -188,3 +188,27 @@ def runs_count(n: Sequence[int] | int) -> str:
     if high == 1:
         return "1 run"
     return f"mean of {low} runs" if low == high else f"mean of {low}-{high} runs"
+
+
+def schedule_words(runs: Sequence[Run]) -> str:
+    """The learning-rate schedule the runs share, in words ("lr x0.97 per epoch, restarted at removal",
+    "constant lr"), for a figure's title; "" when the runs do not say or do not share one (their
+    labels then name it).
+
+    >>> from pathlib import Path
+    >>> config = {"schedule": {"lr_schedule": "exponential", "lr_gamma": 0.97, "lr_restart": True}}
+    >>> schedule_words([Run("a", Path("a"), (), "completed", None, config, [])])
+    'lr x0.97 per epoch, restarted at removal'
+    """
+    described = set()
+    for run in runs:
+        schedule = run.config.get("schedule") if isinstance(run.config, dict) else None
+        if not isinstance(schedule, dict) or "lr_schedule" not in schedule:
+            return ""
+        kind = schedule["lr_schedule"]
+        words = {"constant": "constant lr",
+                 "exponential": f"lr x{value_words(schedule.get('lr_gamma'))} per epoch",
+                 "step": f"lr x{value_words(schedule.get('lr_gamma'))} every {schedule.get('lr_step_size')} epochs"}.get(kind, f"lr {kind}")
+        described.add(words + (", restarted at removal" if schedule.get("lr_restart") else ""))
+    return described.pop() if len(described) == 1 else ""
+

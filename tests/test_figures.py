@@ -369,6 +369,8 @@ def test_cka_deficit_vs_clean_from_saved_representations(tmp_path):
     assert list(line.get_ydata()) == pytest.approx(expected)
     assert line.get_label() == "blur until epoch 2 (1 run)"
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["features.fc1", "head"]
+    bottom, top = fig.axes[0].get_ylim()
+    assert bottom <= 0.0 and top >= 1.0  # the CKA axis is never truncated to the data
 
 
 # -- files: a vector file beside each PNG, a paper's resolution; the window's legend patch ---------------

@@ -172,6 +172,7 @@ def cka_deficit_vs_clean(runs: Sequence[Run]) -> Figure:
             ax.fill_between(index, [min(v) if v else np.nan for v in per_layer], [max(v) if v else np.nan for v in per_layer],
                             color=group.colour, alpha=0.2)
     ax.axhline(1.0, color="black", lw=0.8, ls=":")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.05)  # the whole scale: 0 (nothing shared) to 1 (the same)
     ax.set_xticks(index, layers)
     ax.set_xlabel("layer (input side first)")
     ax.set_ylabel("linear CKA (debiased) with the run without deficit")

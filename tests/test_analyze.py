@@ -334,6 +334,18 @@ def test_removal_and_sensitivity_average_over_seeds(tmp_path):
     assert (sensitivity[6].mean, sensitivity[6].low, sensitivity[6].high) == pytest.approx((0.02, 0.0, 0.04))
 
 
+def test_sensitivity_is_paired_with_the_matched_clean_run_of_the_same_seed_and_window(tmp_path):
+    """Achille Fig. 4 as the reproduction judges it: each window run minus the no-deficit run of the
+    same seed, onset and length (same epochs), not minus the pooled clean mean."""
+    for seed, offset in enumerate((0.0, 0.10)):  # seed 1 is 10 points worse everywhere: pairing removes it
+        for onset, harm in ((0, 0.05), (4, 0.01)):
+            write_summary(tmp_path / f"blur{onset}-{seed}", "blur", onset, 2, seed, 0.20 + offset + harm)
+            write_summary(tmp_path / f"none{onset}-{seed}", "none", onset, 2, seed, 0.20 + offset)
+    cells = {c.x: c.sensitivity for c in sensitivity_table(load_sweep(tmp_path))}
+    assert (cells[0].mean, cells[0].low, cells[0].high) == pytest.approx((0.05, 0.05, 0.05))
+    assert (cells[4].mean, cells[4].low, cells[4].high) == pytest.approx((0.01, 0.01, 0.01))
+
+
 # -- errors --------------------------------------------------------------------------------------------
 
 

@@ -68,7 +68,8 @@ def headline(runs: Sequence[Run]) -> str:
     if sensitivity:
         rows = [(c.kind, c.length, c.condition, c.x, c.sensitivity.n, _percent(c.sensitivity)) for c in sensitivity]
         parts.append(
-            "Sensitivity: final test error - baseline (percentage points) by window onset:\n"
+            "Sensitivity: final test error - the matched no-deficit run's (same seed, onset, length; else the mean\n"
+            "baseline), percentage points, by window onset:\n"
             + format_table(("deficit", "length", "condition", "onset", "runs", "error - baseline"), rows)
         )
     return "\n\n".join(parts)

@@ -138,7 +138,7 @@ class Cell:
     x: int           # removal epoch, or onset
     error: Stat      # final test error (fraction)
     length: int | None = None
-    sensitivity: Stat | None = None  # error minus the condition's mean baseline error
+    sensitivity: Stat | None = None  # error minus the matched no-deficit run's (else the condition's mean baseline)
 
 
 def removal_table(runs: Sequence[Run]) -> list[Cell]:
@@ -153,24 +153,37 @@ def removal_table(runs: Sequence[Run]) -> list[Cell]:
     return [Cell(kind, cond, x, Stat.of(v)) for (kind, cond, x), v in sorted(errors.items())]
 
 
+def matched_baselines(runs: Sequence[Run]) -> dict[tuple[str, int | None, int | None, int | None], float]:
+    """The final test error of each no-deficit run by (condition, seed, onset, length): the matched
+    control of the deficit runs with that seed and window (the same epochs and lr schedule)."""
+    keys = varying_settings(runs)
+    return {(condition(run, keys), run.seed, run.onset, run.length): run.test_error
+            for run in plotted_runs(runs) if run.deficit in (None, "none") and run.test_error is not None}
+
+
 def sensitivity_table(runs: Sequence[Run]) -> list[Cell]:
-    """Sensitivity to a deficit window against its onset (Achille et al. Fig. 3): for runs with a
-    deficit of fixed length > 0, the final test error minus the mean baseline error of the same
-    condition (so 0 = no lasting damage), per (kind, length, condition, onset). Only curves with at
+    """Sensitivity to a deficit window against its onset (Achille et al. Fig. 4): for runs with a
+    deficit of fixed length > 0, the final test error minus that of the matched no-deficit run (same
+    condition, seed, onset and length: a paired difference), or, for a run without one, minus the
+    mean baseline error of its condition; per (kind, length, condition, onset). Only curves with at
     least two onsets and a baseline are kept."""
     keys = varying_settings(runs)
     base = baselines(runs)
-    errors: dict[tuple[str, int, str], dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    matched = matched_baselines(runs)
+    errors: dict[tuple[str, int, str], dict[int, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for run in plotted_runs(runs):
         if run.deficit not in (None, "none") and (run.length or 0) > 0 and run.onset is not None:
-            errors[(run.deficit, run.length, condition(run, keys))][run.onset].append(run.test_error)
+            cond = condition(run, keys)
+            control = matched.get((cond, run.seed, run.onset, run.length))
+            if control is None and cond in base:
+                control = base[cond].mean
+            if control is not None:
+                errors[(run.deficit, run.length, cond)][run.onset].append((run.test_error, control))
     cells = []
     for (kind, length, cond), by_onset in sorted(errors.items()):
-        if len(by_onset) < 2 or cond not in base:
+        if len(by_onset) < 2:
             continue
-        for onset, values in sorted(by_onset.items()):
-            cells.append(Cell(
-                kind, cond, onset, Stat.of(values), length,
-                Stat.of([v - base[cond].mean for v in values]),
-            ))
+        for onset, pairs in sorted(by_onset.items()):
+            cells.append(Cell(kind, cond, onset, Stat.of([e for e, _ in pairs]), length,
+                              Stat.of([e - c for e, c in pairs])))
     return cells

@@ -82,6 +82,28 @@ def test_no_import_cycle_between_packages():
     assert find_cycle(arrows) is None, f"import cycle between packages: {' -> '.join(find_cycle(arrows))}"
 
 
+def module_level_imports(path: Path) -> set[str]:
+    """The ``critical_periods`` modules ``path`` imports when it is imported (not inside functions,
+    where a lazy import is a deliberate way to keep heavy or higher modules out of an import)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("critical_periods."):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("critical_periods."))
+    return found
+
+
+def test_no_import_cycle_between_files():
+    """No two files import each other, directly or through others, when imported: a cycle makes the
+    import order matter (the reproduction's study modules had one)."""
+    arrows = {module_name(path): module_level_imports(path) for path in PACKAGE.rglob("*.py")}
+    modules = set(arrows)
+    arrows = {source: {t for t in targets if t in modules and t != source} for source, targets in arrows.items()}
+    assert len(arrows) > 50
+    assert find_cycle(arrows) is None, f"import cycle between files: {' -> '.join(find_cycle(arrows))}"
+
+
 @pytest.mark.parametrize("low, high", [
     ("record", "analysis"), ("record", "tracking"), ("record", "sweep"), ("tracking", "analysis"),
     ("probes", "callbacks"), ("analysis", "sweep"), ("analysis", "tracking"), ("callbacks", "sweep"),

@@ -207,6 +207,18 @@ def test_break_even_draws_the_five_metrics_the_threshold_and_two_over_lr():
     assert_integer_epoch_ticks(fig)
 
 
+def test_break_even_marks_each_curves_peak_and_cuts_the_axis_below_a_single_spike():
+    steady = {mn.LAMBDA_H1: [1.0, 2.0, 3.0, 2.5, 2.4, 2.3], mn.TRACE_K: [1.0, 1.1, 1.2, 1.3, 1.2, 1.1]}
+    spiky = {mn.LAMBDA_H1: [1.0, 2.5, 2.0, 2.2, 2.1, 2.0], mn.TRACE_K: [1.0, 1.2, 90.0, 1.3, 1.2, 1.1]}
+    runs = [hand_run("a", epoch_rows(5, steady), lr=0.1), hand_run("b", epoch_rows(5, spiky), lr=0.5)]
+    panels = {ax.get_title(): ax for ax in figures.break_even(runs).axes if ax.get_title()}
+    hessian, trace = panels["top Hessian eigenvalue $\\lambda_H^1$"], panels["gradient covariance trace tr K"]
+    peaks = sorted((float(l.get_xdata()[0]), float(l.get_ydata()[0])) for l in hessian.get_lines() if l.get_marker() == "v")
+    assert peaks == [(1.0, 2.5), (2.0, 3.0)]  # one triangle per curve, at its maximum
+    assert trace.get_ylim()[1] < 90.0 and any(t.get_text().startswith("axis cut: a spike reaches 90") for t in trace.texts)
+    assert hessian.get_ylim()[1] >= 3.0 and not any(t.get_text().startswith("axis cut") for t in hessian.texts)
+
+
 def test_seeds_crossing_the_threshold_in_the_same_epoch_are_not_called_never_reaching_it():
     values = {mn.LAMBDA_H1: [1.0, 2.0, 3.0, 2.5]}
     runs = [hand_run(f"s{seed}", epoch_rows(3, values, [0.3, 0.65, 0.8]), seed=seed) for seed in (0, 1)]

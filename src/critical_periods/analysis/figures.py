@@ -294,14 +294,18 @@ def break_even(runs: Sequence[Run], threshold: float = be.PAPER_TRAIN_ACC_THRESH
         g.label: sorted({first_reaching(series(r.metrics, mn.TRAIN_ACC), threshold) for r in g.runs} - {None})
         for g in groups
     }
-    early = has_early_probes(series(r.metrics, k).x for r in candidates for k in keys)  # aligned panels
     columns = 2 if len(keys) > 1 else 1
     rows = (len(keys) + columns - 1) // columns
     fig = Figure(figsize=(7 * columns, 4.2 * rows), layout="constrained")
     grid = fig.add_gridspec(rows, columns)
     for i, key in enumerate(keys):
         scale = 100.0 if key == mn.TRAIN_ACC else 1.0
+        early = has_early_probes(series(r.metrics, key).x for r in candidates)  # no empty early panel
         axes = draw_metrics(fig, grid[i // columns, i % columns], groups, [key], metric_label(key), scale=scale, early=early)
+        if key in PEAK_KEYS:
+            _mark_peaks(axes)
+        if key != mn.TRAIN_ACC:
+            _clip_spikes(axes)
         for group in groups:
             for x in crossings[group.label]:
                 for ax in axes.all:
@@ -318,6 +322,49 @@ def break_even(runs: Sequence[Run], threshold: float = be.PAPER_TRAIN_ACC_THRESH
         fontsize=11,
     )
     return fig
+
+
+# The maxima the break-even claims judge (Jastrzebski et al. 2020: the peaks of lambda_H^1 and lambda_K^1).
+PEAK_KEYS = (mn.LAMBDA_H1, mn.LAMBDA_K1)
+SPIKE_FACTOR = 3.0  # a point this many times the next highest is a spike: the axis is cut below it
+
+
+def _curves(axes) -> list:
+    """The data lines of a panel (not the reference lines, which have two points)."""
+    return [line for ax in axes.all for line in ax.get_lines() if len(line.get_ydata()) > 2]
+
+
+def _mark_peaks(axes) -> None:
+    """A triangle at the maximum of every curve (mean over seeds; one per curve, whichever of the
+    early and main panels holds it), in the curve's colour."""
+    peaks: dict[tuple, tuple[float, float, object]] = {}
+    for line in _curves(axes):
+        x, y = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+        if not np.isfinite(y).any():
+            continue
+        top = int(np.nanargmax(y))
+        key = (str(line.get_color()), line.get_linestyle())
+        if key not in peaks or y[top] > peaks[key][1]:
+            peaks[key] = (x[top], y[top], line)
+    for x, y, line in peaks.values():
+        line.axes.plot([x], [y], marker="v", ms=8, color=line.get_color(), ls="none", label="_nolegend_")
+    if peaks:
+        axes.main.text(0.99, 0.99, "\u25bc peak of each curve", transform=axes.main.transAxes, ha="right", va="top",
+                       fontsize=7)
+
+
+def _clip_spikes(axes) -> None:
+    """Cut the y axis above the curves' bulk when a single spike would flatten them, and say so."""
+    values = np.concatenate([np.asarray(line.get_ydata(), float) for line in _curves(axes)] or [np.zeros(0)])
+    values = values[np.isfinite(values)]
+    if len(values) < 5:
+        return
+    bulk, highest = np.sort(values)[-2:].astype(float)  # one point far above the next highest: a spike
+    if bulk > 0 and highest > SPIKE_FACTOR * bulk:
+        for ax in axes.all:
+            ax.set_ylim(top=1.5 * bulk)
+        axes.main.text(0.01, 0.99, f"axis cut: a spike reaches {value_words(round(highest, 3))}", transform=axes.main.transAxes,
+                       ha="left", va="top", fontsize=7)
 
 
 def _threshold_panel(axes, groups, threshold: float) -> None:

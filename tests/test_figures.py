@@ -272,6 +272,11 @@ def test_error_vs_removal_names_the_paper_figure_and_the_kinds_in_words(kinds, p
         runs += [hand_run(f"{kind}{n}", [], deficit=kind, length=n) for n in (2, 4)]
     fig = figures.error_vs_removal(runs)
     assert fig.axes[0].get_title().endswith(f"(cf. Achille et al. 2019, {paper})")
+    two_seeds = runs + [hand_run(f"{r.job}-1", [], seed=1, deficit=r.deficit, length=r.length) for r in runs]
+    ax = figures.error_vs_removal(two_seeds).axes[0]
+    bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert len(bands) >= len(kinds)  # a band per deficit curve: every line is drawn above every band
+    assert all(line.get_zorder() > band.get_zorder() for line in ax.get_lines() for band in bands)
     assert_words_only(fig)
     assert_integer_epoch_ticks(fig)  # removal epochs
 
@@ -290,6 +295,16 @@ def test_the_achille_figures_name_the_lr_schedule_in_their_titles(schedule, word
     runs[1].config["schedule"] = {"lr_schedule": "step", "lr_gamma": 0.5, "lr_step_size": 30}
     assert labels.schedule_words(runs) == ""  # mixed schedules: the curves' labels say which
     assert labels.schedule_words(runs[1:2]) == "lr x0.5 every 30 epochs"
+
+
+def test_matched_no_deficit_runs_of_several_lengths_are_a_curve_not_a_pooled_line():
+    runs = [hand_run(f"{kind}{n}-{seed}", [], seed=seed, deficit=kind, length=n)
+            for kind in ("blur", "none") for n in (2, 4) for seed in (0, 1)]
+    ax = figures.error_vs_removal(runs).axes[0]
+    labels = {line.get_label(): line for line in ax.get_lines()}
+    assert set(labels) == {"blur (mean of 2 runs)", "no deficit (mean of 2 runs)"}
+    assert list(labels["no deficit (mean of 2 runs)"].get_xdata()) == [2, 4]  # a curve over the removal epochs
+    assert ax.get_title().endswith("Fig. 1)")  # blur alone: the no-deficit curve is the control, not a kind
 
 
 def test_fisher_trace_of_a_batch_study_is_not_called_a_critical_period():

@@ -33,7 +33,7 @@ from critical_periods.analysis.tables import Cell, baselines, plotted_runs, remo
 
 __all__ = ["NoData", "FIGURES", "draw_all"]
 
-KIND_COLOURS = {"blur": "C0", "noise": "C1", "vertical_flip": "C2", "label_permutation": "C3",
+KIND_COLOURS = {"none": "black", "blur": "C0", "noise": "C1", "vertical_flip": "C2", "label_permutation": "C3",
                 "random_labels": "C4", "shuffled_pixels": "C5"}
 LINESTYLES = ("-", "--", ":", "-.")
 
@@ -79,17 +79,20 @@ def error_vs_removal(runs: Sequence[Run]) -> Figure:
     ax = fig.add_subplot()
     for (kind, cond), group in sorted(curves.items(), key=lambda item: (_colour(item[0][0]), item[0][1])):
         x = [c.x for c in group]
-        ax.plot(x, [100 * c.error.mean for c in group], marker="o", color=_colour(kind), ls=style[cond],
+        # Lines above every band (zorder), bands light: a curve inside another's band stays visible.
+        ax.plot(x, [100 * c.error.mean for c in group], marker="o", color=_colour(kind), ls=style[cond], zorder=3,
                 label=_with_condition(f"{kind_words(kind)} ({runs_count([c.error.n for c in group])})", words.get(cond, cond)))
         if any(c.error.n > 1 for c in group):
             ax.fill_between(x, [100 * c.error.low for c in group], [100 * c.error.high for c in group],
-                            color=_colour(kind), alpha=0.2)
+                            color=_colour(kind), alpha=0.12, lw=0, zorder=1)
     for cond, stat in baselines(runs).items():
+        if ("none", cond) in curves:  # the matched controls are drawn as their own curve
+            continue
         ax.axhline(100 * stat.mean, color="black", ls=style[cond], lw=1,
                    label=_with_condition(f"{kind_words('none')} ({runs_count(stat.n)})", words.get(cond, cond)))
         if stat.n > 1:
             ax.axhspan(100 * stat.low, 100 * stat.high, color="black", alpha=0.07)
-    kinds = {kind for kind, _ in curves}
+    kinds = {kind for kind, _ in curves} - {"none"}
     paper = " (cf. Achille et al. 2019, Fig. 1)" if kinds == {"blur"} else (
         " (cf. Achille et al. 2019, Fig. 2)" if len(kinds) > 1 else "")
     ax.set_xlabel("deficit removal epoch = onset + length (epochs)")

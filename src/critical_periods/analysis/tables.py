@@ -144,12 +144,20 @@ class Cell:
 def removal_table(runs: Sequence[Run]) -> list[Cell]:
     """Final test error against the removal epoch (onset + length) for runs with onset 0, per
     deficit kind and condition (Achille et al. Fig. 1): a kind's length-0 runs are its removal
-    epoch 0. Sorted by kind, condition, removal epoch."""
+    epoch 0; no-deficit runs of two or more lengths > 0 (the matched controls) are the curve of kind
+    ``none``. Sorted by kind, condition, removal epoch."""
     keys = varying_settings(runs)
     errors: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for run in plotted_runs(runs):
         if run.deficit not in (None, "none") and run.onset == 0 and run.removal_epoch is not None:
             errors[(run.deficit, condition(run, keys), run.removal_epoch)].append(run.test_error)
+    # Matched no-deficit runs of the same lengths (same epochs and lr schedule) form a curve too.
+    clean: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for run in plotted_runs(runs):
+        if run.deficit in (None, "none") and run.onset == 0 and (run.length or 0) > 0:
+            clean[("none", condition(run, keys), run.length)].append(run.test_error)
+    if len({x for *_, x in clean}) >= 2:
+        errors.update(clean)
     return [Cell(kind, cond, x, Stat.of(v)) for (kind, cond, x), v in sorted(errors.items())]
 
 

@@ -30,13 +30,6 @@ def lightning_sigterm(error: BaseException) -> int | None:
     return signal.SIGTERM if isinstance(error, SIGTERMException) else None
 
 
-def is_interruption(error: BaseException) -> bool:
-    """Whether ``error`` is how a requested stop surfaces (a signal, Ctrl+C, Lightning's SIGTERM)."""
-    from critical_periods.fitting import is_interruption as interruption
-
-    return interruption(error)
-
-
 def with_exit_codes(work: Callable[..., T], *args, where: str, rerun: str = "it resumes") -> T:
     """``work(*args)``, its failures mapped to the exit codes above. ``where``: the folder the
     messages name; ``rerun``: what a re-run does ("it resumes", "each job resumes")."""
@@ -54,6 +47,8 @@ def with_exit_codes(work: Callable[..., T], *args, where: str, rerun: str = "it 
               f"and run the same command again: {rerun} from its last good checkpoint", file=sys.stderr)
         raise SystemExit(1) from None
     except BaseException as err:
+        from critical_periods.fitting import is_interruption  # torch and Lightning: only once a run failed
+
         signum = received_signal() or lightning_sigterm(err)
         if signum is not None and is_interruption(err):
             print(f"interrupted by {signal.Signals(signum).name}: {where}: {rerun} on re-run", file=sys.stderr)

@@ -202,7 +202,7 @@ def schedule_words(runs: Sequence[Run]) -> str:
     """
     described = set()
     for run in runs:
-        schedule = run.config.get("schedule") if isinstance(run.config, dict) else None
+        schedule = run.config.get("schedule")
         if not isinstance(schedule, dict) or "lr_schedule" not in schedule:
             return ""
         kind = schedule["lr_schedule"]

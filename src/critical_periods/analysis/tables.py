@@ -148,13 +148,14 @@ def removal_table(runs: Sequence[Run]) -> list[Cell]:
     ``none``. Sorted by kind, condition, removal epoch."""
     keys = varying_settings(runs)
     errors: dict[tuple[str, str, int], list[float]] = defaultdict(list)
-    for run in plotted_runs(runs):
-        if run.deficit not in (None, "none") and run.onset == 0 and run.removal_epoch is not None:
-            errors[(run.deficit, condition(run, keys), run.removal_epoch)].append(run.test_error)
     # Matched no-deficit runs of the same lengths (same epochs and lr schedule) form a curve too.
     clean: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for run in plotted_runs(runs):
-        if run.deficit in (None, "none") and run.onset == 0 and (run.length or 0) > 0:
+        if run.onset != 0:
+            continue
+        if run.deficit not in (None, "none") and run.removal_epoch is not None:
+            errors[(run.deficit, condition(run, keys), run.removal_epoch)].append(run.test_error)
+        elif run.deficit in (None, "none") and (run.length or 0) > 0:
             clean[("none", condition(run, keys), run.length)].append(run.test_error)
     if len({x for *_, x in clean}) >= 2:
         errors.update(clean)

@@ -32,7 +32,7 @@ from critical_periods.reproduction import claims_condensation as cc
 from critical_periods.reproduction.report import copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
-from critical_periods.reproduction.studies import LAUNCHER, MODELS, STUDIES, Study, run_study
+from critical_periods.reproduction.studies import BUDGET, LAUNCHER, MODELS, STUDIES, Study, run_order, run_study
 from critical_periods.reproduction.claims_zhang import zhang_claims
 
 
@@ -114,7 +114,7 @@ def run_studies(studies: Sequence[Study], out: Path, args: argparse.Namespace, e
         print(f"[{time.strftime('%H:%M:%S')}] {study.name}: done in {elapsed / 60:.1f} min", flush=True)
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for future in [pool.submit(run, study) for study in studies]:
+        for future in [pool.submit(run, study) for study in run_order(studies)]:
             future.result()
     return study_minutes
 
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> Path:
         "break_even_runs": break_even_rows,
         "protocol": {s.name: {"claim": s.claim, **s.protocol, "runs": len(runs.get(s.name, []))} for s in STUDIES},
         "skipped": skipped,
+        "budget": BUDGET,
         "figures": figures,
     }
     json_path, report = write_record(args.docs, c.jsonable(record))

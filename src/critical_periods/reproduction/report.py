@@ -112,10 +112,10 @@ def _run_facts(record: dict[str, Any]) -> list[str]:
     ]
     if run.get("launcher") == "seeds":
         parts += ["", "Launcher: `hydra/launcher=seeds`: the jobs of a multirun that differ only in seed (0-4, 100-104) "
-                  "trained in one process as one vectorised model, each writing the record its lone run would write; "
-                  "measured on cut grids of two studies on this machine, it took 0.69x the basic launcher's wall time "
-                  "for the conv1d sensitivity study and 0.93x for the depth study (512-wide MLPs, compute-bound at one "
-                  "thread) - see the README's \"Seeds in one process\"."]
+                  "trained in one process as one vectorised model, each writing the record its lone run would write "
+                  "(its speed against the basic launcher: the README's \"Seeds in one process\")."]
+    if record.get("budget"):
+        parts += ["", f"**What the budget forced.** {record['budget']}"]
     if run.get("study_minutes"):
         parts += ["", "Wall time per study (min): " + ", ".join(f"{k} {v:.1f}" for k, v in run["study_minutes"].items()) + "."]
     return parts
@@ -127,7 +127,7 @@ def _status_table(record: dict[str, Any]) -> list[str]:
     parts = [
         "",
         "Setting: MNIST-1D (4000 generated training examples split into 3600 for training and 400 for validation; 1000 "
-        "test examples); the MLP 40-512-512-512-10 and the conv1d net (3 strided convolutions of 32 channels); SGD, lr "
+        "test examples); the MLP 40-256-256-256-10 and the conv1d net (3 strided convolutions of 32 channels); SGD, lr "
         "0.05, momentum 0.9, weight decay 5e-4, lr x0.97 per epoch unless a claim says otherwise, batch 128. The papers "
         "used CIFAR-10 with All-CNN / ResNets / SimpleCNN: the shape of each effect, not its size, is what can be compared.",
         "",

@@ -297,6 +297,26 @@ def test_the_achille_figures_name_the_lr_schedule_in_their_titles(schedule, word
     assert labels.schedule_words(runs[1:2]) == "lr x0.5 every 30 epochs"
 
 
+def test_error_vs_depth_draws_each_kind_against_hidden_layers_with_every_seed():
+    runs = []
+    for depth, harm in ((1, 0.05), (4, 0.12)):
+        for kind, error in (("none", 0.3), ("blur", 0.3 + harm)):
+            for seed in (0, 1):
+                run = hand_run(f"{kind}{depth}-{seed}", [], seed=seed, deficit=kind, length=40)
+                run.config["model"] = {"widths": [256] * depth}
+                run.summary.final["final/test_error"] = error + 0.01 * seed
+                runs.append(run)
+    ax = figures.error_vs_depth(runs).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {"no deficit (mean of 2 runs)", "blur (mean of 2 runs)"}
+    assert list(lines["blur (mean of 2 runs)"].get_xdata()) == [1, 4]
+    assert list(lines["blur (mean of 2 runs)"].get_ydata()) == pytest.approx([35.5, 42.5])  # percent, seed mean
+    assert sum(len(c.get_offsets()) for c in ax.collections if c.get_offsets().size) >= 8  # a dot per run
+    assert "removed at epoch 40" in ax.get_title()
+    with pytest.raises(figures.NoData, match="two or more depths"):
+        figures.error_vs_depth([r for r in runs if len(r.config["model"]["widths"]) == 1])
+
+
 def test_matched_no_deficit_runs_of_several_lengths_are_a_curve_not_a_pooled_line():
     runs = [hand_run(f"{kind}{n}-{seed}", [], seed=seed, deficit=kind, length=n)
             for kind in ("blur", "none") for n in (2, 4) for seed in (0, 1)]

@@ -331,3 +331,12 @@ def test_quick_reproduction_writes_the_record_the_report_and_its_figures(tmp_pat
     assert all(f"| {x['id']} | {x['statement']} | **{x['status']}** |" in report for x in record["claims"])
     figures = [line.split("(figures/")[1].rstrip(")") for line in report.splitlines() if "(figures/" in line]
     assert figures and all((tmp_path / "docs" / "figures" / f).stat().st_size > 1000 for f in figures)
+
+
+def test_report_only_without_the_record_of_a_trained_run_is_refused_in_one_line(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "critical_periods.reproduce", "--report-only",
+                             "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "--report-only needs the record" in result.stderr
+    assert not (tmp_path / "docs").exists() and not (tmp_path / "runs").exists()

@@ -12,6 +12,7 @@ and writes ``DOCS/reproduction.json`` and, from it, ``DOCS/reproduction.md`` wit
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -29,7 +30,7 @@ from critical_periods.reproduction import claims as c
 from critical_periods.reproduction.claims_cross_seed import STUDY as CROSS_SEED, cross_seed_claims
 from critical_periods.reproduction.claims_early_linear import early_linear_claims, load_runs as load_early_runs
 from critical_periods.reproduction import claims_condensation as cc
-from critical_periods.reproduction.report import copy_figures, write_record
+from critical_periods.reproduction.report import JSON_FILE, copy_figures, write_record
 from critical_periods.reproduction.rules import RULES_FILE, Rules, RulesError, load_rules, rules_commit, rules_modified
 from critical_periods.reproduction.statistics import method_text
 from critical_periods.reproduction.studies import BUDGET, LAUNCHER, MODELS, STUDIES, Study, run_order, run_study
@@ -46,7 +47,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rules", type=Path, default=RULES_FILE,
                         help="the pre-registered decision rules (default: docs/rules.yaml of this checkout)")
     parser.add_argument("--wandb", action="store_true", help="log every run to W&B (offline unless WANDB_MODE says otherwise)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="judge the sweeps already in --out and rewrite the report, training nothing; the wall "
+                             "times are kept from the record in --docs of the command that trained them")
     return parser.parse_args(argv)
+
+
+def timed_studies(studies: Sequence[Study], out: Path, args: argparse.Namespace,
+                  threads: int | None) -> tuple[dict[str, float], float]:
+    """Run the studies: (minutes per study, wall seconds). With ``--report-only`` nothing runs and
+    the times are the earlier record's (that command trained the sweeps judged now)."""
+    if args.report_only:
+        try:
+            earlier = json.loads((args.docs / JSON_FILE).read_text())["run"]
+            return dict(earlier["study_minutes"]), 60 * float(earlier["wall_minutes"])
+        except (OSError, ValueError, KeyError) as error:
+            print(f"error: --report-only needs the record of the run that trained the sweeps, "
+                  f"{args.docs / JSON_FILE} ({error})", file=sys.stderr)
+            raise SystemExit(2) from None
+    started = time.perf_counter()
+    study_minutes = run_studies(studies, out, args, () if args.wandb else ("logger=none",), threads)
+    return study_minutes, time.perf_counter() - started
 
 
 def judge(runs: dict[str, Sequence[Run]], rules: Rules, out: Path | None = None) -> tuple[list[c.Claim], list[dict[str, Any]]]:
@@ -67,7 +88,7 @@ def judge(runs: dict[str, Sequence[Run]], rules: Rules, out: Path | None = None)
                    c.fisher_claim(j, get(clean), model, figure(clean, "fisher_trace.png")),
                    c.stiffness_overfitting_claim(j, get(clean), model, figure(clean, "stiffness.png")),
                    c.frequency_claim(j, get(clean), model, figure(clean, "frequency.png"))]
-    claims.append(c.depth_claim(j, get("depth"), figure("depth", "error_vs_removal.png")))
+    claims.append(c.depth_claim(j, get("depth"), figure("depth", "error_vs_depth.png")))
     claims.append(c.stiffness_lr_claim(j, get("stiffness_lr"), figure("stiffness_lr", "stiffness.png")))
     records = []
     for name, setting in (("break_even_lr", "lr"), ("break_even_batch", "batch_size")):
@@ -137,6 +158,7 @@ def run_facts(args: argparse.Namespace, threads: int | None, wall_seconds: float
         "epochs_taken_over": sum(r.branched_from_epoch or 0 for r in all_runs),
         "runs_branched": sum(r.branched_from_epoch is not None for r in all_runs),
         "study_minutes": study_minutes,
+        "rejudged": args.report_only,
     }
 
 
@@ -165,9 +187,7 @@ def main(argv: list[str] | None = None) -> Path:
     studies: list[Study] = [s for s in STUDIES if s.name not in skipped]
     for name, why in skipped.items():
         print(f"skipped {name}: {why} (its claims are inconclusive)", flush=True)
-    started = time.perf_counter()
-    study_minutes = run_studies(studies, out, args, () if args.wandb else ("logger=none",), threads)
-    wall_seconds = time.perf_counter() - started
+    study_minutes, wall_seconds = timed_studies(studies, out, args, threads)
 
     sweep_dirs = {study.name: out / study.name for study in studies}
     runs = {name: load_study(path) for name, path in sweep_dirs.items()}

@@ -28,7 +28,7 @@ from critical_periods.analysis.plotting import (
     DEFAULT_VECTOR, PNG_DPI, VECTOR_FORMATS, EpochAxes, Group, NoData, by_words, draw_metrics, epoch_axes, group_runs,
     has_early_probes, integer_ticks, legend, save,
 )
-from critical_periods.analysis.runs import Run, condition, varying_settings
+from critical_periods.analysis.runs import Run, condition, hidden_layers, varying_settings
 from critical_periods.analysis.tables import Cell, baselines, plotted_runs, removal_table, sensitivity_table
 
 __all__ = ["NoData", "FIGURES", "draw_all"]
@@ -98,6 +98,37 @@ def error_vs_removal(runs: Sequence[Run]) -> Figure:
     ax.set_xlabel("deficit removal epoch = onset + length (epochs)")
     ax.set_ylabel("final test error (%)")
     ax.set_title(f"Final test error vs deficit removal epoch{paper}" + _schedule_line(runs), fontsize=11)
+    integer_ticks(ax)
+    ax.grid(alpha=0.3)
+    ax.legend(title=SEED_BAND, fontsize=8, title_fontsize=8)
+    return fig
+
+
+def error_vs_depth(runs: Sequence[Run]) -> Figure:
+    """Final test error against the number of hidden layers, one line per deficit kind (no deficit in
+    black): mean over seeds, each seed a dot, band = min-max (Achille et al.: a deeper net has the
+    stronger critical period, so the lines part with depth)."""
+    errors: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for run in plotted_runs(runs):
+        if (depth := hidden_layers(run)) is not None:
+            errors[run.deficit or "none"][depth].append(100 * run.test_error)
+    if len({d for by_depth in errors.values() for d in by_depth}) < 2:
+        raise NoData("needs completed MLP runs of two or more depths (model.widths of different lengths)")
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.add_subplot()
+    for kind, by_depth in sorted(errors.items(), key=lambda item: item[0] != "none"):
+        depths = sorted(by_depth)
+        values = [by_depth[d] for d in depths]
+        ax.plot(depths, [np.mean(v) for v in values], marker="o", color=_colour(kind), zorder=3,
+                label=f"{kind_words(kind)} ({runs_count([len(v) for v in values])})")
+        ax.fill_between(depths, [min(v) for v in values], [max(v) for v in values], color=_colour(kind), alpha=0.12, lw=0)
+        for d, v in zip(depths, values):
+            ax.scatter([d] * len(v), v, color=_colour(kind), s=10, alpha=0.6, zorder=2)
+    lengths = sorted({r.length for r in plotted_runs(runs) if r.deficit not in (None, "none") and r.length})
+    removed = f", deficit removed at epoch {', '.join(map(str, lengths))}" if lengths else ""
+    ax.set_xlabel("hidden layers")
+    ax.set_ylabel("final test error (%)")
+    ax.set_title(f"Final test error vs depth{removed} (cf. Achille et al. 2019)" + _schedule_line(runs), fontsize=11)
     integer_ticks(ax)
     ax.grid(alpha=0.3)
     ax.legend(title=SEED_BAND, fontsize=8, title_fontsize=8)
@@ -386,6 +417,7 @@ def _threshold_panel(axes, groups, threshold: float) -> None:
 
 FIGURES: dict[str, Callable[[Sequence[Run]], Figure]] = {
     "error_vs_removal.png": error_vs_removal,
+    "error_vs_depth.png": error_vs_depth,
     "sensitivity_vs_onset.png": sensitivity_vs_onset,
     "fisher_trace.png": fisher_trace,
     "fisher_share.png": fisher_share,

@@ -313,3 +313,7 @@ def condition(run: Run, keys: Sequence[str]) -> str:
     return ",".join(parts)
 
 
+def hidden_layers(run: Run) -> int | None:
+    """An MLP's number of hidden layers (``model.widths``'s length); ``None`` for other models."""
+    widths = (run.config.get("model") or {}).get("widths")
+    return len(widths) if isinstance(widths, (list, tuple)) else None

@@ -19,7 +19,7 @@ import torch
 
 from critical_periods.record import metric_names as names
 from critical_periods.analysis import break_even as be
-from critical_periods.analysis.runs import Run
+from critical_periods.analysis.runs import Run, hidden_layers
 from critical_periods.analysis.tables import plotted_runs
 from critical_periods.reproduction.rules import Rule, Rules
 from critical_periods.reproduction.statistics import Effects, Judgement, judge, paired_effects, per_seed
@@ -379,16 +379,11 @@ def fisher_claim(judge_: Judge, runs: Sequence[Run], model: str, figure: str | N
         figure=figure, numbers={"peak_epoch": peaks})
 
 
-def depth_of(run: Run) -> int | None:
-    widths = (run.config.get("model") or {}).get("widths")
-    return len(widths) if isinstance(widths, (list, tuple)) else None
-
-
 def depth_claim(judge_: Judge, runs: Sequence[Run], figure: str | None) -> Claim:
-    depths = sorted({d for r in plotted_runs(runs) if (d := depth_of(r)) is not None})
+    depths = sorted({d for r in plotted_runs(runs) if (d := hidden_layers(r)) is not None})
     if len(depths) < 2:
         return judge_.claim("achille-depth", "mlp", "decaying", per_seed({}), None, "Fewer than two depths in this study.")
-    by_depth = {d: [r for r in runs if depth_of(r) == d] for d in (depths[0], depths[-1])}
+    by_depth = {d: [r for r in runs if hidden_layers(r) == d] for d in (depths[0], depths[-1])}
     length = max((r.length or 0) for r in plotted_runs(runs))
     (deep, deep_control), (shallow, shallow_control) = (harm(by_depth[depths[-1]], "blur", length),
                                                         harm(by_depth[depths[0]], "blur", length))

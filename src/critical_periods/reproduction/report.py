@@ -110,6 +110,10 @@ def _run_facts(record: dict[str, Any]) -> list[str]:
            f"taking over {run['epochs_taken_over']} of the {run['epochs_recorded']} epochs recorded."
            if run.get("runs_branched") else "."),
     ]
+    if run.get("rejudged"):
+        parts += ["", "**Judged again without retraining.** `--report-only` judged the sweeps of the command timed "
+                  "above with the code of the commit that wrote this report: nothing was retrained, and the "
+                  "wall times are that command's."]
     if run.get("launcher") == "seeds":
         parts += ["", "Launcher: `hydra/launcher=seeds`: the jobs of a multirun that differ only in seed (0-4, 100-104) "
                   "trained in one process as one vectorised model, each writing the record its lone run would write "

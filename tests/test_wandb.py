@@ -58,6 +58,27 @@ def test_metrics_are_plotted_against_epochs_completed(make_cfg, tmp_path):
     assert early and all(0 < by_step[s] < 1 for s in early)  # early probes at fractions of an epoch
     assert [e for r, e in zip(rows, record_epochs(rows)) if "train/acc" in r] == [1.0, 2.0, 3.0]
     assert run.config["deficit"]["length"] == 2 and run.config["optim"]["lr"] == 0.05
+    # streamed as it trained: the rows carry their real times, spread over the training
+    stamps = [h["_timestamp"] for h in run.history]
+    assert stamps == sorted(stamps)
+    assert stamps[-1] - stamps[0] >= 0.5 * read_summary(tmp_path)["fit_seconds"] > 0
+
+
+def test_an_offline_run_killed_midway_keeps_what_it_streamed(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*RESUMABLE, "logger=wandb", f"hydra.run.dir={run_dir}"]
+    killed = run_with_fault("kill_after_save:3", *args, cwd=tmp_path)  # SIGKILL: no clean-up at all
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    run, rows = only_offline_run(run_dir), read_metrics(run_dir)
+    streamed = {h["_step"] for h in run.history}
+    assert streamed <= {r["step"] for r in rows}  # the record's steps
+    assert {h["epoch"] for h in run.history if "train/acc" in h} == {1.0, 2.0, 3.0}  # epochs 0-2 were trained
+    assert run.exit_code is None  # the run never ended: W&B shows it as crashed once synced
+    resumed = run_cli(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    run, rows = only_offline_run(run_dir), read_metrics(run_dir)  # replaced by one complete run
+    assert sorted({h["_step"] for h in run.history}) == sorted({r["step"] for r in rows})
+    assert run.summary["status"] == "completed" and run.exit_code == 0
 
 
 def test_a_diverged_run_shows_in_the_wandb_summary(make_cfg, tmp_path):

@@ -85,3 +85,11 @@ def live_epoch(metrics: dict[str, Any], step: int, steps_per_epoch: int | None) 
     if epoch is not None and (EPOCH_END_KEYS & metrics.keys() or not steps_per_epoch):
         return float(epoch) + 1.0
     return step / steps_per_epoch if steps_per_epoch else float(step)
+
+
+def record_step(metrics: dict[str, Any], step: int | None) -> int | None:
+    """The step a row is recorded at: optimiser steps taken. Lightning logs an epoch's own numbers at
+    its last batch's index, one step before the end-of-epoch probes; they get that index + 1."""
+    if step is not None and EPOCH_END_KEYS & metrics.keys():
+        return step + 1
+    return step

@@ -12,7 +12,7 @@ from typing import Any
 from pytorch_lightning.loggers.logger import Logger
 from pytorch_lightning.utilities import rank_zero_only
 
-from critical_periods.record.epochs import EPOCH_END_KEYS
+from critical_periods.record.epochs import record_step
 from critical_periods.record.jsonl import append_row, plain, read_rows
 from critical_periods.record.layout import METRICS_FILE
 from critical_periods.record.metric_names import EPOCH, STEP
@@ -53,9 +53,7 @@ class RunRecordLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        if step is not None and EPOCH_END_KEYS & metrics.keys():
-            step += 1  # Lightning logs an epoch's own numbers at its last batch's index (record.epochs)
-        row = {STEP: step, **{key: plain(value) for key, value in metrics.items()}}
+        row = {STEP: record_step(metrics, step), **{key: plain(value) for key, value in metrics.items()}}
         if isinstance(row.get(EPOCH), float) and row[EPOCH].is_integer():
             row[EPOCH] = int(row[EPOCH])
         # One line per call, flushed, so an interrupted run keeps everything logged so far.

@@ -5,11 +5,14 @@ study, the deficit kind and ``logger.wandb.tags``.
 W&B is a mirror: the run record (``metrics.jsonl``, ``summary.json``) is the source of truth, and a
 run is never failed because of W&B.
 
-* **Offline** (the default): nothing goes to W&B while training. When the run ends, whatever its
-  status, one offline run is written from the record (:func:`write_offline_run`): every row of
-  ``metrics.jsonl``, the config, the summary. After a resume it is written again whole under the same
-  id and the earlier copy is removed, so ``wandb sync <run dir>/wandb/offline-run-*`` uploads one
-  complete run (W&B cannot resume an offline run: a live offline run would be split at every resume).
+* **Offline** (the default): a run's first attempt streams live into an offline run as it trains,
+  so a run killed midway keeps its history, ``wandb sync`` mid-run shows its progress, and the
+  history's timestamps are the real ones. W&B cannot resume an offline run (a live one would be split
+  at every resume), so an attempt that finds an earlier attempt's offline run (a resume) trains
+  without W&B and, when it ends, writes one complete offline run from the record
+  (:func:`write_offline_run`: every row of ``metrics.jsonl``, the config, the summary) in place of
+  the earlier copy: ``wandb sync <run dir>/wandb/offline-run-*`` uploads one complete run, whose
+  rows before the resume carry the replay's times, not the training's.
 * **Online**: a live run, resumed by its id (kept in ``summary.json``) after an interruption. If W&B
   cannot start (no API key, server unreachable: the wait is bounded by ``logger.wandb.init_timeout``
   seconds) or fails mid-run, a warning says so and the offline run is written at the end instead.
@@ -45,7 +48,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import WandbLogger
 
 from critical_periods.record import metric_names as mn
-from critical_periods.record.epochs import live_epoch, record_epochs
+from critical_periods.record.epochs import live_epoch, record_epochs, record_step
 from critical_periods.vocabulary import DeficitKind
 from critical_periods.vocabulary import RunStatus
 from critical_periods.record.summary import Summary
@@ -160,6 +163,7 @@ class MirrorWandbLogger(WandbLogger):
         metrics = dict(metrics)
         if step is not None:
             metrics[EPOCH_AXIS] = live_epoch(metrics, step, self.steps_per_epoch)
+            step = record_step(metrics, step)  # the record's step: optimiser steps taken
         self._guard("log_metrics", super().log_metrics, metrics, step)
 
     def log_hyperparams(self, params, *args, **kwargs) -> None:
@@ -172,16 +176,24 @@ class MirrorWandbLogger(WandbLogger):
         self._guard("finalize", super().finalize, status)
 
 
+def earlier_offline_runs(out_dir: Path, run_id: str | None) -> list[Path]:
+    """The offline W&B runs an earlier attempt of this run wrote (live or from the record)."""
+    return sorted((out_dir / "wandb").glob(f"offline-run-*-{run_id}")) if run_id else []
+
+
 def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str,
                    history: list[dict[str, Any]] | None = None) -> MirrorWandbLogger | None:
-    """A started online run (or, under ``wandb agent``, the agent's run), or ``None``: offline mode
-    (written from the record at the end), or W&B could not start (warned). ``history``: record rows
-    the run holds before its first step (a job branched from a sweep sibling's state), logged first."""
-    if wandb_settings(cfg).mode == "offline" and not under_agent():
+    """A started live run (online, offline on a run's first attempt, or the sweep agent's run), or
+    ``None``: an offline resume (written whole from the record at the end), or W&B could not start
+    (warned). ``history``: record rows the run holds before its first step (a job branched from a
+    sweep sibling's state), logged first."""
+    if wandb_settings(cfg).mode == "offline" and not under_agent() and earlier_offline_runs(out_dir, run_id):
         return None
     arguments = init_arguments(cfg, out_dir, run_id, wandb_settings(cfg).mode)
     arguments["save_dir"] = arguments.pop("dir")
-    logger = MirrorWandbLogger(resume="allow" if not under_agent() else None, **arguments)
+    # An online run continues by its id after an interruption; an offline one cannot (see above).
+    resumable = wandb_settings(cfg).mode != "offline" and not under_agent()
+    logger = MirrorWandbLogger(resume="allow" if resumable else None, **arguments)
     logger._wandb_init.pop("anonymous", None)  # Lightning passes None, which W&B warns about on every run
     try:
         run = logger.experiment  # wandb.init, here rather than mid-fit
@@ -230,8 +242,7 @@ def log_rows(run: Any, rows: list[dict[str, Any]]) -> None:
 def write_offline_run(cfg: DictConfig, out_dir: Path, summary: Summary, rows: list[dict[str, Any]]) -> Path | None:
     """One complete offline W&B run from the record; returns its folder (``None`` if W&B failed, warned).
     An earlier offline copy of this run (an interrupted attempt) is replaced."""
-    wandb_dir = out_dir / "wandb"
-    for old in wandb_dir.glob(f"offline-run-*-{summary.wandb_id}"):
+    for old in earlier_offline_runs(out_dir, summary.wandb_id):
         shutil.rmtree(old, ignore_errors=True)
     try:
         finish_wandb(failed=False)  # a run left open in this process would take this run's rows

@@ -82,7 +82,11 @@ def live_epoch(metrics: dict[str, Any], step: int, steps_per_epoch: int | None) 
     """Epochs completed for a row logged live: ``e + 1`` for an epoch's own numbers, else step over
     steps per epoch (the same axis :func:`write_offline_run` computes from the whole record)."""
     epoch = metrics.get("epoch")
-    if epoch is not None and (EPOCH_END_KEYS & metrics.keys() or not steps_per_epoch):
+    if epoch is not None and EPOCH_END_KEYS & metrics.keys():
+        return float(epoch) + 1.0
+    if step == 0:  # the initial weights' probe, which may come before the epoch's length is known
+        return 0.0
+    if epoch is not None and not steps_per_epoch:
         return float(epoch) + 1.0
     return step / steps_per_epoch if steps_per_epoch else float(step)
 

@@ -6,8 +6,9 @@ W&B is a mirror: the run record (``metrics.jsonl``, ``summary.json``) is the sou
 run is never failed because of W&B.
 
 * **Offline** (the default): a run's first attempt streams live into an offline run as it trains,
-  so a run killed midway keeps its history, ``wandb sync`` mid-run shows its progress, and the
-  history's timestamps are the real ones. W&B cannot resume an offline run (a live one would be split
+  so ``wandb sync`` mid-run shows its progress, the history's timestamps are the real ones, and a
+  run killed outright keeps what W&B's service had written (32 KiB blocks: the last rows may be
+  missing). W&B cannot resume an offline run (a live one would be split
   at every resume), so an attempt that finds an earlier attempt's offline run (a resume) trains
   without W&B and, when it ends, writes one complete offline run from the record
   (:func:`write_offline_run`: every row of ``metrics.jsonl``, the config, the summary) in place of
@@ -164,7 +165,9 @@ class MirrorWandbLogger(WandbLogger):
         if step is not None:
             metrics[EPOCH_AXIS] = live_epoch(metrics, step, self.steps_per_epoch)
             step = record_step(metrics, step)  # the record's step: optimiser steps taken
-        self._guard("log_metrics", super().log_metrics, metrics, step)
+        # W&B's own step is the record's, as in a run written from the record (Lightning's logger
+        # would leave W&B counting its calls and put the step in a column of its own).
+        self._guard("log_metrics", lambda: self.experiment.log(metrics, step=step))
 
     def log_hyperparams(self, params, *args, **kwargs) -> None:
         """The resolved config went to ``wandb.init``; Lightning's hparams would only repeat it."""

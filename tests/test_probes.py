@@ -288,6 +288,31 @@ def test_restarted_lanczos_with_a_small_basis_matches_eigh(k, basis_size):
     assert operator.products > 3 * basis_size  # it restarted, several times
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_lanczos_stopping_on_the_value_is_close_below_the_top_in_fewer_products(k):
+    # the top of the spectrum clustered (as a network's Hessian at initialisation), where the residual
+    # converges slowly; a Ritz value is never above its eigenvalue (interlacing), and the value rule
+    # (power iteration's) stops while it still creeps up: within a percent here, not within tolerance
+    generator = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(300, 300, generator=generator, dtype=torch.float64))
+    eigenvalues = torch.cat([torch.tensor([5.0, 4.9, 4.85]), torch.rand(297, generator=generator, dtype=torch.float64) * 4 - 2])
+    expected = eigenvalues.sort(descending=True).values[:k]
+    counted = {}
+    for stopping in ("residual", "value"):
+        operator = CountingOperator(q @ torch.diag(eigenvalues) @ q.T)
+        result = lanczos(operator, k=k, tolerance=1e-3, max_iterations=300, stopping=stopping,
+                         generator=torch.Generator().manual_seed(0))
+        assert_close(result.values, expected, rtol=1e-3 if stopping == "residual" else 1e-2)
+        assert bool((result.values <= expected + 1e-12).all())
+        counted[stopping] = operator.products
+    assert counted["value"] < counted["residual"]
+
+
+def test_an_unknown_lanczos_stopping_rule_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match=r"probes\.hessian\.stopping='power' .*residual or value"):
+        HessianOptions(stopping="power")
+
+
 def test_hutchinson_converges_to_the_trace(symmetric):
     samples = 4000
     estimate = hutchinson_trace(symmetric, samples, torch.Generator().manual_seed(0))

@@ -82,6 +82,13 @@ class FisherEstimator(_Vocabulary):
     SAMPLED = "sampled"  # labels drawn from p (one backward pass per sample)
 
 
+class LanczosStopping(_Vocabulary):
+    """When Lanczos stops (``probes.hessian.stopping``)."""
+
+    RESIDUAL = "residual"  # ||H x - theta x|| <= tolerance |theta|: the eigenvector converged too
+    VALUE = "value"        # theta moved by <= tolerance |theta| in one step: power iteration's rule (PyHessian's)
+
+
 class Verdict(_Vocabulary):
     """The status of a claim in the reproduction report."""
 

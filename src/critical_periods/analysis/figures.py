@@ -95,13 +95,19 @@ def error_vs_removal(runs: Sequence[Run]) -> Figure:
     kinds = {kind for kind, _ in curves} - {"none"}
     paper = " (cf. Achille et al. 2019, Fig. 1)" if kinds == {"blur"} else (
         " (cf. Achille et al. 2019, Fig. 2)" if len(kinds) > 1 else "")
-    ax.set_xlabel("deficit removal epoch = onset + length (epochs)")
+    _final_error_axes(ax, "deficit removal epoch = onset + length (epochs)",
+                      f"Final test error vs deficit removal epoch{paper}" + _schedule_line(runs))
+    return fig
+
+
+def _final_error_axes(ax: Axes, xlabel: str, title: str) -> None:
+    """Labels, whole-number ticks, grid and the seed-band legend of a final-test-error figure."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("final test error (%)")
-    ax.set_title(f"Final test error vs deficit removal epoch{paper}" + _schedule_line(runs), fontsize=11)
+    ax.set_title(title, fontsize=11)
     integer_ticks(ax)
     ax.grid(alpha=0.3)
     ax.legend(title=SEED_BAND, fontsize=8, title_fontsize=8)
-    return fig
 
 
 def error_vs_depth(runs: Sequence[Run]) -> Figure:
@@ -126,12 +132,7 @@ def error_vs_depth(runs: Sequence[Run]) -> Figure:
             ax.scatter([d] * len(v), v, color=_colour(kind), s=10, alpha=0.6, zorder=2)
     lengths = sorted({r.length for r in plotted_runs(runs) if r.deficit not in (None, "none") and r.length})
     removed = f", deficit removed at epoch {', '.join(map(str, lengths))}" if lengths else ""
-    ax.set_xlabel("hidden layers")
-    ax.set_ylabel("final test error (%)")
-    ax.set_title(f"Final test error vs depth{removed} (cf. Achille et al. 2019)" + _schedule_line(runs), fontsize=11)
-    integer_ticks(ax)
-    ax.grid(alpha=0.3)
-    ax.legend(title=SEED_BAND, fontsize=8, title_fontsize=8)
+    _final_error_axes(ax, "hidden layers", f"Final test error vs depth{removed} (cf. Achille et al. 2019)" + _schedule_line(runs))
     return fig
 
 

@@ -330,22 +330,25 @@ def test_wandb_that_cannot_start_falls_back_and_the_run_completes(tmp_path, case
 
 
 def test_wandb_failing_mid_run_is_dropped_with_a_warning_and_never_raises(tmp_path, monkeypatch):
-    from pytorch_lightning.loggers import WandbLogger
+    from wandb.sdk.wandb_run import Run as WandbRun
 
-    from critical_periods.tracking.wandb_run import MirrorWandbLogger
+    from critical_periods.tracking.wandb_run import MirrorWandbLogger, finish_wandb
 
     calls = []
 
-    def dead_service(self, metrics, step=None):
+    def dead_service(self, data, step=None, **kwargs):
         calls.append(step)
         raise ConnectionResetError("wandb service gone")
 
-    monkeypatch.setattr(WandbLogger, "log_metrics", dead_service)
+    monkeypatch.setattr(WandbRun, "log", dead_service)  # the real run object's log, as the logger calls it
     logger = MirrorWandbLogger(save_dir=str(tmp_path), mode="offline")
-    with pytest.warns(RuntimeWarning, match="W&B stopped working"):
-        logger.log_metrics({"train/loss": 1.0}, step=1)
-    logger.log_metrics({"train/loss": 0.5}, step=2)  # dropped: W&B is off for the rest of the run
-    assert calls == [1]
+    try:
+        with pytest.warns(RuntimeWarning, match="W&B stopped working"):
+            logger.log_metrics({"fisher/trace": 1.0}, step=1)
+        logger.log_metrics({"fisher/trace": 0.5}, step=2)  # dropped: W&B is off for the rest of the run
+        assert calls == [1]  # logged at the record's step
+    finally:
+        finish_wandb(failed=True)  # the run this test started must not outlive it
 
 
 # -- bad input: one line, before the folder is claimed ------------------------------------------------------

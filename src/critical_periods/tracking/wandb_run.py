@@ -192,6 +192,7 @@ def start_live_run(cfg: DictConfig, out_dir: Path, run_id: str,
     sweep sibling's state), logged first."""
     if wandb_settings(cfg).mode == "offline" and not under_agent() and earlier_offline_runs(out_dir, run_id):
         return None
+    finish_wandb(failed=False)  # a run left open in this process would be reused and take this run's rows
     arguments = init_arguments(cfg, out_dir, run_id, wandb_settings(cfg).mode)
     arguments["save_dir"] = arguments.pop("dir")
     # An online run continues by its id after an interruption; an offline one cannot (see above).

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from critical_periods.record.metrics import read_metrics
@@ -64,6 +65,7 @@ def test_metrics_are_plotted_against_epochs_completed(make_cfg, tmp_path):
     assert stamps[-1] - stamps[0] >= 0.5 * read_summary(tmp_path)["fit_seconds"] > 0
 
 
+@pytest.mark.slow  # a fault injection, like tests/test_faults.py: 40 s with the resume
 def test_an_offline_run_killed_midway_keeps_what_it_streamed(tmp_path):
     run_dir = tmp_path / "run"
     # long enough that W&B's service has written blocks of its file (it writes 32 KiB at a time)

@@ -31,6 +31,8 @@ BAD_COMMANDS = {
     "W&B sweep file as a study": (["-m", "sweep=wandb/removal"], "the Hydra study is sweep=removal (with -m)"),
     "schedule mode": (["schedule.mode=sideways"], "schedule.mode='sideways' is not allowed: it must be one of after_deficit, fixed"),
     "lr schedule": (["schedule.lr_schedule=cosine"], "schedule.lr_schedule='cosine' is not allowed"),
+    "Lanczos stopping rule": (["probes=break_even", "probes.hessian.stopping=power"],
+                              "probes.hessian.stopping='power' is not allowed: it must be one of residual, value"),
     "unknown logger": (["logger=nonexistent"], "logger=nonexistent is not allowed: it must be one of csv, none"),
     "GPU on a CPU machine": (["trainer.accelerator=gpu"], "trainer.accelerator='gpu' is not allowed"),
     "bad value in a later grid job": (["-m", "seed=0,1", "threads=0"], "threads=0 is not allowed"),

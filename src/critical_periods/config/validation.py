@@ -13,11 +13,12 @@ import dataclasses
 import functools
 import inspect
 import math
+from enum import Enum
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from critical_periods.vocabulary import LrSchedule, ScheduleMode
+from critical_periods.vocabulary import LanczosStopping, LrSchedule, ScheduleMode
 
 # Lightning's precision settings (Trainer(precision=...)).
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64", "32", "16", "bf16",
@@ -90,10 +91,14 @@ def check_number(cfg: DictConfig, key: str, low: float, high: float = math.inf, 
         raise not_allowed(key, value, f"a finite number in {left}{low}, {high}{right}")
 
 
+def check_choice(cfg: DictConfig, key: str, vocabulary: type[Enum]) -> None:
+    if _get(cfg, key) not in vocabulary.values():
+        raise not_allowed(key, _get(cfg, key), f"one of {', '.join(vocabulary.values())}")
+
+
 def check_schedule(cfg: DictConfig) -> None:
     for key, vocabulary in (("schedule.mode", ScheduleMode), ("schedule.lr_schedule", LrSchedule)):
-        if _get(cfg, key) not in vocabulary.values():
-            raise not_allowed(key, _get(cfg, key), f"one of {', '.join(vocabulary.values())}")
+        check_choice(cfg, key, vocabulary)
     check_number(cfg, "schedule.lr_gamma", 0.0, low_open=True)
     check_int(cfg, "schedule.lr_step_size", 1)
     check_int(cfg, "schedule.epochs", 1)
@@ -185,6 +190,8 @@ def check_config(cfg: DictConfig) -> None:
         check_int(cfg, "probes.every_n_epochs", 0)
         check_int(cfg, "probes.early_steps", 0)
         check_int(cfg, "probes.early_until_step", 0)
+        if cfg.probes.get("hessian"):
+            check_choice(cfg, "probes.hessian.stopping", LanczosStopping)
     if cfg.get("logger") and cfg.logger.get("wandb"):
         check_number(cfg, "logger.wandb.init_timeout", 0.0, low_open=True)
     check_trainer(cfg)

@@ -332,6 +332,18 @@ def test_quick_reproduction_writes_the_record_the_report_and_its_figures(tmp_pat
     figures = [line.split("(figures/")[1].rstrip(")") for line in report.splitlines() if "(figures/" in line]
     assert figures and all((tmp_path / "docs" / "figures" / f).stat().st_size > 1000 for f in figures)
 
+    # --report-only judges the same sweeps again without training: the same claims, the first run's times
+    again = subprocess.run(
+        [sys.executable, "-m", "critical_periods.reproduce", "--quick", "--report-only", "--out", str(tmp_path / "runs"),
+         "--docs", str(tmp_path / "docs")], capture_output=True, text=True, timeout=900,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    rejudged = json.loads((tmp_path / "docs" / "reproduction.json").read_text())
+    assert rejudged["claims"] == record["claims"]
+    assert rejudged["run"]["rejudged"] is True and record["run"]["rejudged"] is False
+    assert rejudged["run"]["wall_minutes"] == record["run"]["wall_minutes"]
+    assert "Judged again without retraining" in (tmp_path / "docs" / "reproduction.md").read_text()
+
 
 def test_report_only_without_the_record_of_a_trained_run_is_refused_in_one_line(tmp_path):
     result = subprocess.run([sys.executable, "-m", "critical_periods.reproduce", "--report-only",

@@ -224,6 +224,9 @@ def end_live_run(logger: MirrorWandbLogger, summary: Summary) -> bool:
     try:
         finish_summary(logger.experiment, summary)
         wandb.finish(exit_code=exit_code(summary))
+        # finish() can return before W&B's service has written the transaction log (measured: a
+        # short run's file still held only its 7-byte header); a later job or a kill would lose it.
+        reset_wandb()
         return True
     except Exception as err:
         warnings.warn(f"W&B could not finish its run ({type(err).__name__}: {err})", RuntimeWarning)

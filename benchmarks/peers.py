@@ -27,7 +27,8 @@ medians. A row is kept only if the values agree:
   the two estimates must lie within 4 standard deviations of their difference, the standard
   deviation computed from the exact per-example, per-class squared norms.
 
-The output is a Markdown table: time ratio peer / project (above 1: the project is faster).
+The output is a Markdown table: time ratio peer / project (above 1: the project is faster), the ratio
+of the medians, and the range of the per-repeat ratios (each repeat runs the two back to back).
 Inputs are standard normal and labels uniform (agreement and speed do not depend on the data).
 """
 
@@ -433,10 +434,16 @@ class Result:
     peer_ms: float
     agrees: bool | None  # None: not comparable (the peer failed, or computes another quantity here)
     check: str
+    pair_ratios: tuple[float, ...] = ()  # peer / project within each repeat (the two ran back to back)
 
     @property
     def ratio(self) -> float:
         return self.peer_ms / self.project_ms
+
+    @property
+    def spread(self) -> str:
+        """The range of the per-repeat ratios: how far this machine's drift moves the ratio."""
+        return f"{min(self.pair_ratios):.2f}-{max(self.pair_ratios):.2f}" if self.pair_ratios else "-"
 
 
 def run(comparison: Comparison, repeats: int) -> Result:
@@ -456,7 +463,8 @@ def run(comparison: Comparison, repeats: int) -> Result:
     if not project_s:
         return Result(comparison.probe, comparison.peer, math.nan, math.nan, agrees, check)
     return Result(comparison.probe, comparison.peer, 1000 * statistics.median(project_s),
-                  1000 * statistics.median(peer_s), agrees, check)
+                  1000 * statistics.median(peer_s), agrees, check,
+                  tuple(theirs / ours for ours, theirs in zip(project_s, peer_s)))
 
 
 def run_model(name: str, probes: list[str], peers: list[str], n: int | None, repeats: int) -> Iterator[Result]:
@@ -493,15 +501,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"Machine: {machine()}\n")
-    print("| model | N | probe | peer | project ms | peer ms | peer / project | values |")
-    print("|---|---:|---|---|---:|---:|---:|---|")
+    print("| model | N | probe | peer | project ms | peer ms | peer / project | per-repeat range | values |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---|")
     failures = 0
     for name in args.models:
         n = args.n or CASES[name].n
         for r in run_model(name, args.probes, args.peers, args.n, args.repeats):
             failures += r.agrees is False
             verdict = {True: "agree", False: "DISAGREE", None: "not compared"}[r.agrees]
-            times = f"{r.project_ms:.1f} | {r.peer_ms:.1f} | {r.ratio:.2f}x" if r.agrees else "- | - | -"
+            times = f"{r.project_ms:.1f} | {r.peer_ms:.1f} | {r.ratio:.2f}x | {r.spread}" if r.agrees else "- | - | - | -"
             print(f"| {CASES[name].description} | {n} | {PROBE_TITLES[r.probe]} | {r.peer} | {times} "
                   f"| {verdict}: {r.check} |", flush=True)
     if failures:

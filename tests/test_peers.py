@@ -34,3 +34,4 @@ def test_every_peer_agrees_with_the_project_on_a_tiny_mlp():
     for (probe, peer), result in compared.items():
         assert result.agrees is True, f"{probe} vs {peer}: {result.check}"
         assert result.project_ms > 0 and result.peer_ms > 0
+        assert len(result.pair_ratios) == 1 and result.spread == f"{result.ratio:.2f}-{result.ratio:.2f}"

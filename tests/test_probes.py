@@ -30,6 +30,7 @@ from critical_periods.probes import (
     stiffness_from_gram,
     top_eigenvalues,
 )
+from critical_periods.probes.affine_batch_norm import batch_norm_as_affine
 from critical_periods.stopping import StopRequested, clear_stop, request_stop
 
 N_EXAMPLES = 12
@@ -569,7 +570,7 @@ def test_stiffness_of_a_zero_gradient_is_zero_and_bad_options_are_refused():
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")  # inside torch.func's forward AD
-@pytest.mark.parametrize("name", ["mlp", "cnn2d"])
+@pytest.mark.parametrize("name", ["mlp", "cnn2d", "cnn1d"])  # BatchNorm2d, and BatchNorm1d on (N, C)
 def test_hessian_probes_match_dense_hessian(name):
     torch.manual_seed(0)
     model, inputs = CASES[name]()
@@ -580,7 +581,11 @@ def test_hessian_probes_match_dense_hessian(name):
         operator = HessianOperator(model, inputs, labels, chunk_size)
         for _ in range(2):
             v = torch.randn(dense.shape[0], dtype=torch.float64)
-            assert_close(operator @ v, dense @ v)
+            with torch.profiler.profile() as profile:
+                product = operator @ v
+            assert_close(product, dense @ v)
+            # eval-mode BatchNorm is differentiated as the affine map it is, not by its kernel's backward
+            assert not any("batch_norm" in event.name for event in profile.events())
 
     expected = torch.linalg.eigvalsh(dense).flip(0)[:2]
     options = HessianOptions(top_k=2, tolerance=0.0, trace_samples=0)
@@ -593,6 +598,30 @@ def test_hessian_probes_match_dense_hessian(name):
     assert_close(on_operator, hutchinson_trace(dense, samples, torch.Generator().manual_seed(3)))
     std = math.sqrt(2 * (dense.square().sum() - dense.diagonal().square().sum()) / samples)
     assert abs(on_operator - dense.trace().item()) < 4 * std
+
+
+def test_eval_batch_norm_enters_the_hessian_graph_as_an_affine_map():
+    torch.manual_seed(0)
+    norms = [nn.BatchNorm1d(3), nn.BatchNorm2d(3, affine=False), nn.BatchNorm1d(3), nn.BatchNorm1d(3, track_running_stats=False)]
+    for norm in norms[:3]:
+        norm.running_mean.normal_()
+        norm.running_var.uniform_(0.5, 2.0)
+    norms[0].weight.data.normal_()
+    norms[0].bias.data.normal_()
+    norms[2].train()  # training mode: batch statistics, its own forward
+    for norm, x in zip(norms, [torch.randn(5, 3), torch.randn(5, 3, 4, 4), torch.randn(5, 3), torch.randn(5, 3)]):
+        x = x.double().requires_grad_()
+        norm = norm.double()
+        if norm is not norms[2]:
+            norm.eval()
+        native = norm(x)
+        with batch_norm_as_affine(norm):
+            affine = norm(x)
+        assert_close(affine, native, rtol=1e-12, atol=1e-12)
+        rewritten = norm.track_running_stats and not norm.training
+        assert ("NativeBatchNorm" not in type(affine.grad_fn).__name__) == rewritten
+        assert "forward" not in vars(norm)  # restored
+        assert norm(x).grad_fn.name() == native.grad_fn.name()
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from critical_periods.probes.affine_batch_norm import batch_norm_as_affine
 from critical_periods.probes.context import check_class_logits, probe_mode
 from critical_periods.record import metric_names as names
 from critical_periods.config.validation import not_allowed
@@ -56,7 +57,8 @@ class HessianOperator:
     double backward pass per chunk of ``chunk_size`` examples, in eval mode (see ``probe_mode``),
     leaving ``.grad`` alone. ``v`` may be (P,) or (P, k). When the probe set is a single chunk, the
     graph of the first-order gradient is built once and kept for later products (a third cheaper);
-    the operator is then a snapshot of the weights it first saw.
+    the operator is then a snapshot of the weights it first saw. BatchNorm layers with running
+    statistics enter that graph as the affine maps they are in eval mode (:mod:`.affine_batch_norm`).
 
     >>> net = nn.Linear(3, 2)
     >>> H = HessianOperator(net, torch.randn(5, 3), torch.tensor([0, 1, 1, 0, 1]))
@@ -85,7 +87,8 @@ class HessianOperator:
             return self._single_chunk_gradient
         x = self.inputs[start : start + self.chunk_size]
         y = self.labels[start : start + self.chunk_size]
-        logits = check_class_logits(self.model(x), x.shape[0])
+        with batch_norm_as_affine(self.model):  # a cheaper graph to differentiate in every product
+            logits = check_class_logits(self.model(x), x.shape[0])
         loss = F.cross_entropy(logits, y, reduction="sum") / self.inputs.shape[0]
         gradient = list(torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True))
         if single_chunk:

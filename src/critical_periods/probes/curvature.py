@@ -34,8 +34,10 @@ class HessianOptions:
     probe's value then depends on the previous probe too (to within ``tolerance``), so a resumed or
     branched run no longer reproduces it bit for bit. stopping: ``residual`` (the default) or
     ``value``: stop once the top Ritz values moved by at most ``tolerance`` (relative) in one step,
-    the rule of power iteration (PyHessian): fewer products, but on a clustered top of the spectrum
-    it can stop a few tenths of a percent below the eigenvalue (a Ritz value only rises)."""
+    the rule of power iteration (PyHessian): about half the products, but on a clustered top of the
+    spectrum it can stop well below the eigenvalue, as power iteration does (a Ritz value only rises;
+    measured at tolerance 1e-3 on the 512-wide MLP at initialisation, whose top two eigenvalues lie
+    1.8% apart: up to 1.7e-2 below over 5 starts, PyHessian up to 2.5e-2)."""
 
     top_k: int = 1
     tolerance: float = 1e-3

@@ -1,8 +1,9 @@
 """The probes side by side with the curvature libraries a researcher already knows.
 
     pip install -e ".[peers]"
-    python benchmarks/peers.py --models mlp conv1d              # about 3 min per model (2 cores)
-    python benchmarks/peers.py --models simple_cnn resnet18 --repeats 3   # 10-15 min per model
+    python benchmarks/peers.py --models mlp conv1d --repeats 3          # 26 min (2 cores)
+    python benchmarks/peers.py --models resnet18 simple_cnn --repeats 2 --starts 2 \
+        --probes lambda_h1 lambda_h1_value_rule lambda_h1_accuracy trace_h   # 27 min
     python benchmarks/peers.py --models mlp --probes fisher_exact --n 32 --repeats 1   # seconds
 
 For each model and probe, the project's probe and each peer that computes the same number run on the

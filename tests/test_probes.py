@@ -624,6 +624,20 @@ def test_eval_batch_norm_enters_the_hessian_graph_as_an_affine_map():
         assert norm(x).grad_fn.name() == native.grad_fn.name()
 
 
+def test_a_batch_norm_subclass_with_its_own_forward_keeps_it_in_the_hessian_graph():
+    class Doubled(nn.BatchNorm1d):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    norm = Doubled(3).double().eval()
+    norm.running_mean.normal_()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    with batch_norm_as_affine(norm):
+        assert_close(norm(x), 2 * F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                                               eps=norm.eps))
+    assert "forward" not in vars(norm)
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 @pytest.mark.parametrize("k", [1, 2])
 def test_warm_started_lanczos_matches_dense_eigenvalues_in_fewer_products(k):

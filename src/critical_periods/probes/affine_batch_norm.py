@@ -34,14 +34,17 @@ def _affine_forward(self: _BatchNorm, x: Tensor) -> Tensor:
 
 
 def _uses_running_statistics(module: nn.Module) -> bool:
-    return (isinstance(module, _BatchNorm) and module.running_mean is not None
-            and not isinstance(module.running_mean, UninitializedBuffer))
+    # Only the stock forward is known to be the affine map: a subclass that overrides it (SyncBatchNorm,
+    # a user's own layer) keeps its forward rather than have it silently replaced.
+    return (isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward
+            and module.running_mean is not None and not isinstance(module.running_mean, UninitializedBuffer))
 
 
 @contextmanager
 def batch_norm_as_affine(model: nn.Module) -> Iterator[None]:
     """Inside, every BatchNorm of ``model`` with running statistics computes ``x * scale + shift``
-    when in eval mode (a module in training mode, or without running statistics, is left alone).
+    when in eval mode (a module in training mode, without running statistics, or whose class
+    overrides ``forward``, is left alone).
     Each module's forward is restored on exit."""
     patched = [module for module in model.modules() if _uses_running_statistics(module)]
     for module in patched:

@@ -439,6 +439,7 @@ def comparisons(model: nn.Module, x: Tensor, y: Tensor, probes: list[str], peers
     if "nngeometry" in made:
         add("fisher_exact", "nngeometry", fisher_total, lambda: made["nngeometry"].fisher_exact(x, y),
             relative(1e-4))
+
     def ours_at(tolerance: float, stopping: str = "residual") -> list[float]:
         return over_starts(lambda seed: project_hessian(model, x, y, 1, 0, tolerance, seed=seed, stopping=stopping)[
             "curvature/lambda_h1"], starts)
@@ -457,7 +458,7 @@ def comparisons(model: nn.Module, x: Tensor, y: Tensor, probes: list[str], peers
                 x, y, tol, None if peer == "curvlinops" else 1000, seed), starts), top)
             add("lambda_h1_accuracy", peer, ours, theirs, both_within_accuracy(ours, theirs))
             add("trace_h", peer, lambda: project_hessian(model, x, y, 0, TRACE_SAMPLES)["curvature/trace_h"],
-                lambda peer=peer: made[peer].trace_h(x, y), relative(1e-4))
+                lambda side=side: side.trace_h(x, y), relative(1e-4))
     return rows
 
 

@@ -202,16 +202,19 @@ def _only_weight_and_bias(module: nn.Module) -> bool:
 
 
 def _has_hook_formula(module: nn.Module) -> bool:
-    """Whether the per-example gradients follow from the layer's input and output gradient."""
+    """Whether the per-example gradients follow from the layer's input and output gradient.
+
+    Only for the stock forward of each layer type: a subclass that overrides it (a scaled or masked
+    weight, SyncBatchNorm) computes something else from the same parameters, and the formula would
+    silently give another layer's gradients; such a layer goes the functional way."""
     if not _only_weight_and_bias(module):
         return False
-    if isinstance(module, nn.Linear):
-        return True
-    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+    stock = next((kind for kind in (nn.Linear, nn.Conv1d, nn.Conv2d, _BatchNorm) if isinstance(module, kind)), None)
+    if stock is None or type(module).forward is not stock.forward:
+        return False
+    if stock in (nn.Conv1d, nn.Conv2d):
         return module.padding_mode == "zeros" and not isinstance(module.padding, str)
-    if isinstance(module, _BatchNorm):
-        return True
-    return False
+    return True
 
 
 def _linear_dense(module: nn.Linear, a: Tensor, d: Tensor) -> list[Tensor]:

@@ -31,6 +31,7 @@ from critical_periods.probes import (
     top_eigenvalues,
 )
 from critical_periods.probes.affine_batch_norm import batch_norm_as_affine
+from critical_periods.probes.curvature import _ThickRestartBasis
 from critical_periods.stopping import StopRequested, clear_stop, request_stop
 
 N_EXAMPLES = 12
@@ -289,6 +290,43 @@ def test_restarted_lanczos_with_a_small_basis_matches_eigh(k, basis_size):
     assert operator.products > 3 * basis_size  # it restarted, several times
 
 
+@pytest.mark.parametrize("guarded", [True, False])
+def test_lanczos_turns_full_reorthogonalisation_on_before_a_spurious_copy_appears(guarded, monkeypatch):
+    # float32, a well separated top: lambda_1's Ritz vector converges fast, and with the local
+    # orthogonalisation alone V loses orthogonality along it and lambda_1 comes back as a second
+    # "eigenvalue". The guard (a Ritz residual below sqrt(eps) max |theta|) switches the full pass on
+    # in time; without it (the negative control) the copy appears.
+    generator = torch.Generator().manual_seed(4)
+    q, _ = torch.linalg.qr(torch.randn(400, 400, generator=generator, dtype=torch.float64))
+    eigenvalues = torch.cat([torch.tensor([10.0, 6.0, 5.5]), torch.rand(397, generator=generator, dtype=torch.float64) * 2 - 1])
+    matrix = (q @ torch.diag(eigenvalues) @ q.T).float()
+    if not guarded:
+        monkeypatch.setattr(_ThickRestartBasis, "_orthogonality_at_risk", lambda self, w: False)
+    result = lanczos(matrix, k=3, tolerance=1e-5, max_iterations=300, basis_size=60,
+                     generator=torch.Generator().manual_seed(0))
+    vectors = result.vectors.double()
+    off_orthogonal = float((vectors @ vectors.T - torch.eye(3, dtype=torch.float64)).abs().max())
+    if guarded:
+        assert_close(result.values, torch.tensor([10.0, 6.0, 5.5], dtype=torch.float64), rtol=1e-5, atol=0)
+        assert off_orthogonal < 1e-4
+    else:
+        assert abs(float(result.values[1]) - 10.0) < 1e-4  # lambda_1 twice
+        assert off_orthogonal > 0.5
+
+
+def test_lanczos_at_a_loose_tolerance_reads_only_the_newest_two_basis_vectors(symmetric):
+    # What the local orthogonalisation saves: while no Ritz residual is below sqrt(eps) max |theta|
+    # (three steps into a 10 x 10 matrix), no step reads the older basis vectors, so T stays exactly
+    # tridiagonal (a full pass would leave rounding-sized entries off it).
+    basis = _ThickRestartBasis(symmetric, torch.randn(10, generator=torch.Generator().manual_seed(0),
+                                                       dtype=torch.float64), size=8, keep=4)
+    for _ in range(3):
+        w, _ = basis.expand()
+        basis.append(w, float(w.norm()), *basis.ritz())
+    assert not basis.full_reorthogonalisation
+    assert float(basis.projected[:4, :4].triu(2).abs().max()) == 0.0  # T tridiagonal: no full pass
+
+
 @pytest.mark.parametrize("k", [1, 2])
 def test_lanczos_stopping_on_the_value_is_close_below_the_top_in_fewer_products(k):
     # the top of the spectrum clustered (as a network's Hessian at initialisation), where the residual
@@ -376,6 +414,39 @@ def test_functional_path_matches_hooked_path(case):
     assert_close(hooked.gram, functional.gram)
     for layer, norms in functional.fisher_squared_norms.items():
         assert_close(hooked.fisher_squared_norms[layer], norms)
+
+
+class _ScaledLinear(nn.Linear):
+    """A stock Linear's parameters, another forward: y = x (2W)^T + b."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, 2 * self.weight, self.bias)
+
+
+class _ShiftedBatchNorm(nn.BatchNorm1d):
+    """A stock BatchNorm's parameters, another forward: the stock one plus the bias once more."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + self.bias
+
+
+@pytest.mark.parametrize("layer", ["linear", "batch_norm"])
+def test_a_layer_subclass_with_its_own_forward_gets_its_own_per_example_gradients(layer):
+    # The hook formulas hold for the stock forward only; a subclass overriding it must not get them
+    # (with them, the scaled Linear's weight gradients came out half their size).
+    torch.manual_seed(0)
+    first = _ScaledLinear(5, 4) if layer == "linear" else nn.Linear(5, 4)
+    norm = _ShiftedBatchNorm(4) if layer == "batch_norm" else nn.BatchNorm1d(4)
+    model = nn.Sequential(first, nn.ReLU(), norm, nn.Linear(4, 3)).double()
+    model.train()
+    model(torch.randn(32, 5, dtype=torch.float64))  # running statistics that are not the defaults
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    inputs = torch.randn(N_EXAMPLES, 5, dtype=torch.float64)
+    labels = torch.randint(0, 3, (N_EXAMPLES,))
+    explicit = true_label_gradients(model, inputs, labels)
+    assert_close(collect_probe_gradients(model, inputs, labels, gram=True).gram, explicit @ explicit.T)
 
 
 @pytest.mark.parametrize("name", ["cnn2d", "cnn1d"])

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parameter import UninitializedBuffer
 
+from critical_periods.probes.context import has_stock_forward
+
 
 def _affine_forward(self: _BatchNorm, x: Tensor) -> Tensor:
     if self.training:  # batch statistics: the module's own forward
@@ -36,7 +38,7 @@ def _affine_forward(self: _BatchNorm, x: Tensor) -> Tensor:
 def _uses_running_statistics(module: nn.Module) -> bool:
     # Only the stock forward is known to be the affine map: a subclass that overrides it (SyncBatchNorm,
     # a user's own layer) keeps its forward rather than have it silently replaced.
-    return (isinstance(module, _BatchNorm) and type(module).forward is _BatchNorm.forward
+    return (has_stock_forward(module, _BatchNorm)
             and module.running_mean is not None and not isinstance(module.running_mean, UninitializedBuffer))
 
 

@@ -23,6 +23,14 @@ def check_full_precision(model: nn.Module) -> None:
             )
 
 
+def has_stock_forward(module: nn.Module, kind: type[nn.Module]) -> bool:
+    """``module`` is a ``kind`` whose forward is ``kind``'s own. A probe that knows what a layer type
+    computes (a per-example gradient formula, BatchNorm as an affine map) may rely on it only then: a
+    subclass that overrides forward (a scaled or masked weight, SyncBatchNorm) computes something else
+    from the same parameters."""
+    return isinstance(module, kind) and type(module).forward is kind.forward
+
+
 def check_class_logits(logits: Tensor, examples: int) -> Tensor:
     """The model's output, if it is (N, C) class logits for the N examples given; else a one-line error.
 

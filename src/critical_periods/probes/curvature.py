@@ -266,8 +266,9 @@ def lanczos(operator, k: int = 1, tolerance: float = 1e-3, max_iterations: int =
     """The k largest (algebraic) eigenvalues of a symmetric operator, descending, float64.
 
     Thick-restart Lanczos, orthogonalised locally and in full once a converged Ritz vector would
-    otherwise creep back (:class:`_ThickRestartBasis`), in the operator's dtype and on its device; stops when :func:`_converged`, or after ``max_iterations``
-    products (with a warning; a non-finite operator gives NaN). Memory: ``basis_size + 1`` vectors of
+    otherwise creep back (:class:`_ThickRestartBasis`), in the operator's dtype and on its device;
+    stops when :func:`_converged`, or after ``max_iterations`` products (with a warning; a non-finite
+    operator gives NaN). Memory: ``basis_size + 1`` vectors of
     length n, twice that during a restart (ResNet-18, float32, basis 20: about 1.8 GB at the peak).
     Starts from a vector drawn from ``generator``, or from ``start`` ((n,) or (m, n): their sum, e.g.
     the previous probe's Ritz vectors). A pending stop request is honoured between iterations. (Not

@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from critical_periods.probes.context import check_class_logits
+from critical_periods.probes.context import check_class_logits, has_stock_forward
 
 ROOT_LAYER = "root"
 
@@ -202,19 +202,15 @@ def _only_weight_and_bias(module: nn.Module) -> bool:
 
 
 def _has_hook_formula(module: nn.Module) -> bool:
-    """Whether the per-example gradients follow from the layer's input and output gradient.
-
-    Only for the stock forward of each layer type: a subclass that overrides it (a scaled or masked
-    weight, SyncBatchNorm) computes something else from the same parameters, and the formula would
-    silently give another layer's gradients; such a layer goes the functional way."""
+    """Whether the per-example gradients follow from the layer's input and output gradient: only for
+    a layer type's stock forward (:func:`has_stock_forward`); any other layer goes the functional way."""
     if not _only_weight_and_bias(module):
         return False
-    stock = next((kind for kind in (nn.Linear, nn.Conv1d, nn.Conv2d, _BatchNorm) if isinstance(module, kind)), None)
-    if stock is None or type(module).forward is not stock.forward:
-        return False
-    if stock in (nn.Conv1d, nn.Conv2d):
+    if has_stock_forward(module, nn.Linear) or has_stock_forward(module, _BatchNorm):
+        return True
+    if has_stock_forward(module, nn.Conv1d) or has_stock_forward(module, nn.Conv2d):
         return module.padding_mode == "zeros" and not isinstance(module.padding, str)
-    return True
+    return False
 
 
 def _linear_dense(module: nn.Linear, a: Tensor, d: Tensor) -> list[Tensor]:
